@@ -1,0 +1,13 @@
+# The tiny synthetic ECO-M2F with its exit gate (step C): the tiny parent plus
+# an `ExitGate` on the pooled projected 1/32 features (64 channels) that picks
+# each image's exit among 2..6. Run it with a checkpoint that has the trained
+# gate merged in (tools/eco/train_gate.py, then tools/eco/merge_gate.py).
+_base_ = './eco-m2f-parent_r18_1xb4-tiny_synthetic-panoptic.py'
+
+model = dict(
+    gate=dict(
+        type='ExitGate',
+        exits=(2, 3, 4, 5, 6),
+        in_channels=64,
+        hidden_channels=None),
+    test_cfg=dict(exit_layer='gate'))

@@ -1,0 +1,17 @@
+# The tiny synthetic ECO-M2F parent: the tiny Mask2Former with the early-exit
+# 6-layer encoder (exits 2..6), trained with one exit per iteration and
+# alpha_k = k. Used by the tests and the demo.
+_base_ = [
+    '../mask2former/mask2former_r18_1xb4-tiny_synthetic-panoptic.py',
+    './_base_/eco_m2f_parent.py'
+]
+custom_imports = dict(
+    imports=['projects.proscale'], allow_failed_imports=False)
+
+model = dict(
+    type='EcoMask2Former',
+    panoptic_head=dict(
+        type='EcoMask2FormerHead',
+        pixel_decoder=dict(
+            type='EarlyExitMSDeformAttnPixelDecoder', exit_layers=None)),
+    test_cfg=dict(exit_layer=None))

@@ -1,0 +1,18 @@
+# ECO-M2F parent (step A), R50, COCO panoptic: Mask2Former whose 6-layer
+# deformable encoder may exit after layer 2, ..., 6; trained with one exit per
+# iteration drawn uniformly and its loss weighted by alpha_k = k.
+_base_ = [
+    'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py',
+    './_base_/eco_m2f_parent.py'
+]
+custom_imports = dict(
+    imports=['projects.proscale'], allow_failed_imports=False)
+
+model = dict(
+    type='EcoMask2Former',
+    panoptic_head=dict(
+        type='EcoMask2FormerHead',
+        pixel_decoder=dict(
+            type='EarlyExitMSDeformAttnPixelDecoder', exit_layers=None)),
+    # An int fixes the exit of tools/test.py; None runs all encoder layers.
+    test_cfg=dict(exit_layer=None))

@@ -1,0 +1,17 @@
+# ECO-M2F parent (step A), Swin-T, Cityscapes panoptic (the paper's
+# Cityscapes setting; its gates use beta 0.003 and 0.01).
+_base_ = [
+    '../mask2former/'
+    'mask2former_swin-t-p4-w7-224_8xb2-90k_cityscapes-panoptic.py',
+    './_base_/eco_m2f_parent.py'
+]
+custom_imports = dict(
+    imports=['projects.proscale'], allow_failed_imports=False)
+
+model = dict(
+    type='EcoMask2Former',
+    panoptic_head=dict(
+        type='EcoMask2FormerHead',
+        pixel_decoder=dict(
+            type='EarlyExitMSDeformAttnPixelDecoder', exit_layers=None)),
+    test_cfg=dict(exit_layer=None))

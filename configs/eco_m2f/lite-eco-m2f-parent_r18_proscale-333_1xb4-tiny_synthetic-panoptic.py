@@ -1,0 +1,14 @@
+# The tiny synthetic Lite-ECO-M2F parent: the tiny PRO-SCALE (3, 3, 3) model
+# with exits 7, 8, 9, trained with one exit per iteration and alpha_k = k.
+_base_ = [
+    '../proscale/mask2former_r18_proscale-333_1xb4-tiny_synthetic-panoptic.py',
+    './_base_/eco_m2f_parent.py'
+]
+custom_imports = dict(
+    imports=['projects.proscale'], allow_failed_imports=False)
+
+model = dict(
+    type='EcoMask2Former',
+    panoptic_head=dict(
+        type='EcoMask2FormerHead', pixel_decoder=dict(exit_layers=None)),
+    test_cfg=dict(exit_layer=None))

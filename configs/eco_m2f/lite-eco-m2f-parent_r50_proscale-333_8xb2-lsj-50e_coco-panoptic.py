@@ -1,0 +1,16 @@
+# Lite-ECO-M2F parent, R50, COCO panoptic: the ECO-M2F recipe on the
+# PRO-SCALE (3, 3, 3) encoder. Its exits are the layers of the last stage,
+# 7, 8 and 9 (ProScalePixelDecoder's default), so every exit delivers all
+# three scales encoded; alpha_k = k.
+_base_ = [
+    '../proscale/mask2former_r50_proscale-333_8xb2-lsj-50e_coco-panoptic.py',
+    './_base_/eco_m2f_parent.py'
+]
+custom_imports = dict(
+    imports=['projects.proscale'], allow_failed_imports=False)
+
+model = dict(
+    type='EcoMask2Former',
+    panoptic_head=dict(
+        type='EcoMask2FormerHead', pixel_decoder=dict(exit_layers=None)),
+    test_cfg=dict(exit_layer=None))

@@ -1,0 +1,9 @@
+_base_ = [
+    'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py',
+    './_base_/proscale_pixel_decoder.py'
+]
+custom_imports = dict(
+    imports=['projects.proscale'], allow_failed_imports=False)
+
+model = dict(
+    panoptic_head=dict(pixel_decoder={{_base_.proscale_pixel_decoder}}))

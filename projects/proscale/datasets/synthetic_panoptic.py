@@ -1,0 +1,495 @@
+"""An embedded synthetic panoptic dataset in exact COCO panoptic format.
+
+Every image is a scene of textured "stuff" regions (a warped Voronoi
+partition of the canvas) with flat-coloured "thing" shapes painted on top.
+Each image draws its own latent difficulty from a broad distribution; it
+controls how many objects there are, how small they are, whether they overlap
+and occlude each other, how much they contrast with the background, how many
+stuff regions there are and how much sensor noise and blur is added. The
+difficulty itself is never written anywhere: a model has to infer it from the
+pixels, which is what ECO-M2F's exit gate learns.
+
+Layout written under ``out_dir`` (the COCO layout, split names without year)::
+
+    out_dir/
+    ├── synthetic_panoptic.json          # generator version and arguments
+    ├── train/000000000001.jpg ...
+    ├── val/000000000001.jpg ...
+    └── annotations/
+        ├── panoptic_train.json, panoptic_val.json
+        ├── panoptic_train/000000000001.png ...   # RGB-encoded segment ids
+        ├── panoptic_val/...
+        └── instances_train.json, instances_val.json  # things, RLE masks
+
+Generation is deterministic: image ``i`` of a split depends only on
+``(seed, split, i, image_size)``, never on the number of images generated.
+"""
+import json
+import os
+import os.path as osp
+import shutil
+import tempfile
+from typing import Callable, Dict, List, Optional, Tuple
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_utils
+from mmengine.logging import print_log
+from panopticapi.utils import id2rgb
+
+GENERATOR_VERSION = 1
+MANIFEST_FILE = 'synthetic_panoptic.json'
+SPLITS = ('train', 'val')
+
+THING_CLASSES = ('circle', 'square', 'triangle', 'cross')
+STUFF_CLASSES = ('plain', 'stripes', 'checker', 'noise')
+
+SYNTHETIC_PANOPTIC_METAINFO = dict(
+    classes=THING_CLASSES + STUFF_CLASSES,
+    thing_classes=THING_CLASSES,
+    stuff_classes=STUFF_CLASSES,
+    palette=[(220, 20, 60), (0, 128, 255), (255, 165, 0), (50, 205, 50),
+             (128, 128, 128), (148, 0, 211), (0, 139, 139), (139, 69, 19)])
+"""Metainfo for mmdet's ``CocoPanopticDataset``: things first, then stuff,
+in category-id order (category id = class index + 1)."""
+
+# Segment ids are ``image_id * SEGMENTS_PER_IMAGE + k`` (k >= 1): unique
+# within a split (so ``COCOPanoptic`` indexing stays linear) and usable as
+# COCO instance annotation ids.
+SEGMENTS_PER_IMAGE = 256
+# Segments (or visible parts of occluded objects) smaller than this fraction
+# of the image are marked void (segment id 0), as unlabelled pixels in COCO.
+MIN_SEGMENT_FRACTION = 1e-3
+
+Segment = Dict[str, object]
+
+
+def synthetic_panoptic_categories() -> List[dict]:
+    """Return the COCO panoptic ``categories`` of the synthetic dataset.
+
+    Returns:
+        list[dict]: One dict per class with ``id`` (1-based, things first),
+        ``name``, ``isthing``, ``supercategory`` and ``color``.
+    """
+    meta = SYNTHETIC_PANOPTIC_METAINFO
+    return [
+        dict(
+            id=idx + 1,
+            name=name,
+            isthing=int(name in meta['thing_classes']),
+            supercategory='shape'
+            if name in meta['thing_classes'] else 'texture',
+            color=list(meta['palette'][idx]))
+        for idx, name in enumerate(meta['classes'])
+    ]
+
+
+def _lerp(easy: float, hard: float, difficulty: float) -> float:
+    """Interpolate a scene parameter between its easy and hard values."""
+    return easy + (hard - easy) * difficulty
+
+
+def _random_color(rng: np.random.Generator) -> np.ndarray:
+    """Return a random RGB colour, shape (3, ), float in [0, 255]."""
+    return rng.uniform(0, 255, size=3)
+
+
+def _color_pair(rng: np.random.Generator, contrast: float) -> np.ndarray:
+    """Return two colours that differ by about ``contrast`` (shape (2, 3))."""
+    base = rng.uniform(40, 215, size=3)
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction) + 1e-6
+    offset = direction * contrast / 2
+    return np.clip(np.stack([base - offset, base + offset]), 0, 255)
+
+
+def _rotated(xx: np.ndarray, yy: np.ndarray,
+             angle: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Rotate pixel coordinates by ``angle`` (radians)."""
+    cos, sin = np.cos(angle), np.sin(angle)
+    return xx * cos + yy * sin, -xx * sin + yy * cos
+
+
+def _plain_texture(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
+                   contrast: float) -> np.ndarray:
+    """A flat colour with a faint linear shading."""
+    color = _random_color(rng)
+    u, _ = _rotated(xx, yy, rng.uniform(0, 2 * np.pi))
+    shade = 1 + 0.1 * contrast / 255 * (u / xx.shape[1] - 0.5)
+    return color * shade[..., None]
+
+
+def _stripes_texture(rng: np.random.Generator, xx: np.ndarray,
+                     yy: np.ndarray, contrast: float) -> np.ndarray:
+    """Two-colour stripes of random period and orientation."""
+    colors = _color_pair(rng, contrast)
+    u, _ = _rotated(xx, yy, rng.uniform(0, np.pi))
+    period = rng.uniform(5, 12)
+    index = (np.mod(u / period, 1.0) < 0.5).astype(np.intp)
+    return colors[index]
+
+
+def _checker_texture(rng: np.random.Generator, xx: np.ndarray,
+                     yy: np.ndarray, contrast: float) -> np.ndarray:
+    """A two-colour checkerboard of random cell size and orientation."""
+    colors = _color_pair(rng, contrast)
+    u, v = _rotated(xx, yy, rng.uniform(0, np.pi / 2))
+    cell = rng.uniform(4, 9)
+    index = np.mod(np.floor(u / cell) + np.floor(v / cell), 2)
+    return colors[index.astype(np.intp)]
+
+
+def _noise_texture(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
+                   contrast: float) -> np.ndarray:
+    """Blocky random noise blending two colours."""
+    colors = _color_pair(rng, contrast)
+    height, width = xx.shape
+    block = int(rng.integers(1, 4))
+    coarse = rng.uniform(size=(-(-height // block), -(-width // block)))
+    weight = np.kron(coarse, np.ones((block, block)))[:height, :width]
+    return (colors[0] * (1 - weight[..., None]) +
+            colors[1] * weight[..., None])
+
+
+STUFF_TEXTURES: Dict[str, Callable[..., np.ndarray]] = dict(
+    plain=_plain_texture,
+    stripes=_stripes_texture,
+    checker=_checker_texture,
+    noise=_noise_texture)
+
+
+def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray,
+                radius: float) -> np.ndarray:
+    """Rasterise a thing shape centred at the origin of (u, v).
+
+    Args:
+        shape (str): One of :data:`THING_CLASSES`.
+        u (np.ndarray): Rotated x coordinates relative to the centre.
+        v (np.ndarray): Rotated y coordinates relative to the centre.
+        radius (float): Circumradius-like size in pixels.
+
+    Returns:
+        np.ndarray: Boolean mask with the shape of ``u``.
+    """
+    if shape == 'circle':
+        return u**2 + v**2 <= radius**2
+    if shape == 'square':
+        half = 0.8 * radius
+        return (np.abs(u) <= half) & (np.abs(v) <= half)
+    if shape == 'triangle':
+        normals = np.array([-np.pi / 2, np.pi / 6, 5 * np.pi / 6])
+        dists = (u[..., None] * np.cos(normals) +
+                 v[..., None] * np.sin(normals))
+        return dists.max(axis=-1) <= radius / 2
+    if shape == 'cross':
+        arm = 0.32 * radius
+        au, av = np.abs(u), np.abs(v)
+        return ((au <= radius) & (av <= arm)) | ((au <= arm) & (av <= radius))
+    raise ValueError(f'Unknown synthetic thing shape {shape!r}; expected one '
+                     f'of {THING_CLASSES}.')
+
+
+class _SceneSampler:
+    """Draw one synthetic panoptic scene.
+
+    Args:
+        image_size (int): Side of the square image in pixels.
+    """
+
+    def __init__(self, image_size: int) -> None:
+        self.size = image_size
+        yy, xx = np.mgrid[0:image_size, 0:image_size].astype(np.float64)
+        self.xx, self.yy = xx, yy
+        self.min_area = max(4, int(MIN_SEGMENT_FRACTION * image_size**2))
+
+    def _stuff_layout(self, rng: np.random.Generator,
+                      num_regions: int) -> np.ndarray:
+        """Partition the canvas into warped Voronoi cells, shape (H, W)."""
+        if num_regions == 1:
+            return np.zeros((self.size, self.size), dtype=np.intp)
+        size = self.size
+        amp, freq, phase = (rng.uniform(0, 0.08 * size, 2),
+                            rng.uniform(1, 3, 2) * 2 * np.pi / size,
+                            rng.uniform(0, 2 * np.pi, 2))
+        wx = self.xx + amp[0] * np.sin(freq[0] * self.yy + phase[0])
+        wy = self.yy + amp[1] * np.sin(freq[1] * self.xx + phase[1])
+        seeds = rng.uniform(0, size, size=(num_regions, 2))
+        dist = ((wx[..., None] - seeds[:, 0])**2 +
+                (wy[..., None] - seeds[:, 1])**2)
+        return dist.argmin(axis=-1)
+
+    def _thing_mask(self, shape: str, center: np.ndarray, radius: float,
+                    angle: float) -> np.ndarray:
+        """Rasterise one shape (evaluated in its bounding window only)."""
+        reach = 1.2 * radius + 1
+        x0, y0 = (max(0, int(c - reach)) for c in center)
+        x1, y1 = (min(self.size, int(c + reach) + 2) for c in center)
+        u, v = _rotated(self.xx[y0:y1, x0:x1] - center[0],
+                        self.yy[y0:y1, x0:x1] - center[1], angle)
+        mask = np.zeros((self.size, self.size), dtype=bool)
+        mask[y0:y1, x0:x1] = _shape_mask(shape, u, v, radius)
+        return mask
+
+    def _place_things(self, rng: np.random.Generator, difficulty: float,
+                      num_things: int) -> List[Tuple[str, np.ndarray]]:
+        """Sample thing shapes; returns (class name, full mask) pairs."""
+        size = self.size
+        lo = _lerp(0.22, 0.04, difficulty) * size
+        hi = _lerp(0.42, 0.13, difficulty) * size
+        allow_overlap = rng.uniform() < difficulty
+        occupied = np.zeros((size, size), dtype=bool)
+        things = []
+        for _ in range(num_things):
+            for _attempt in range(10):
+                shape = THING_CLASSES[rng.integers(len(THING_CLASSES))]
+                radius = rng.uniform(lo, hi)
+                center = rng.uniform(0.1 * size, 0.9 * size, size=2)
+                mask = self._thing_mask(shape, center, radius,
+                                        rng.uniform(0, 2 * np.pi))
+                if allow_overlap or not (mask & occupied).any():
+                    break
+            else:
+                continue
+            occupied |= mask
+            things.append((shape, mask))
+        return things
+
+    def __call__(
+            self, rng: np.random.Generator,
+            image_id: int) -> Tuple[np.ndarray, np.ndarray, List[Segment]]:
+        """Draw a scene.
+
+        Args:
+            rng (np.random.Generator): The image's own random generator.
+            image_id (int): Image id, used to build unique segment ids.
+
+        Returns:
+            tuple: ``image`` (H, W, 3) uint8 RGB, ``seg`` (H, W) int64 segment
+            ids (0 = void) and the list of segments as
+            ``dict(id, category_id, mask)``.
+        """
+        difficulty = rng.uniform()
+        num_regions = 1 + int(rng.binomial(3, difficulty))
+        num_things = 1 + int(rng.binomial(13, difficulty**1.3))
+        stuff_contrast = _lerp(150, 50, difficulty) * rng.uniform(0.7, 1.0)
+        thing_contrast = _lerp(150, 30, difficulty) * rng.uniform(0.7, 1.3)
+
+        layout = self._stuff_layout(rng, num_regions)
+        stuff_probs = np.array([1 + 3 * (1 - difficulty), 1, 1, 1])
+        region_classes = rng.choice(
+            len(STUFF_CLASSES),
+            size=num_regions,
+            p=stuff_probs / stuff_probs.sum())
+        image = np.zeros((self.size, self.size, 3))
+        seg = np.zeros((self.size, self.size), dtype=np.int64)
+        base_id = image_id * SEGMENTS_PER_IMAGE
+        segments: List[Segment] = []
+        label_of_id: Dict[int, int] = {}
+        for stuff_idx in np.unique(region_classes):
+            name = STUFF_CLASSES[stuff_idx]
+            mask = np.isin(layout, np.flatnonzero(region_classes == stuff_idx))
+            texture = STUFF_TEXTURES[name](rng, self.xx, self.yy,
+                                           stuff_contrast)
+            image[mask] = texture[mask]
+            seg_id = base_id + len(label_of_id) + 1
+            seg[mask] = seg_id
+            label_of_id[seg_id] = len(THING_CLASSES) + int(stuff_idx) + 1
+
+        for shape, mask in self._place_things(rng, difficulty, num_things):
+            background = image[mask].mean(axis=0)
+            direction = rng.normal(size=3)
+            direction /= np.linalg.norm(direction) + 1e-6
+            color = np.clip(background + direction * thing_contrast, 0, 255)
+            image[mask] = color
+            seg_id = base_id + len(label_of_id) + 1
+            seg[mask] = seg_id
+            label_of_id[seg_id] = THING_CLASSES.index(shape) + 1
+
+        noise_sigma = _lerp(0, 14, difficulty) * rng.uniform()
+        image = image + rng.normal(scale=noise_sigma, size=image.shape)
+        if rng.uniform() < difficulty - 0.5:
+            image = cv2.GaussianBlur(image, (3, 3), 0)
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+        for seg_id, category_id in label_of_id.items():
+            mask = seg == seg_id
+            if mask.sum() < self.min_area:
+                seg[mask] = 0
+            else:
+                segments.append(
+                    dict(id=seg_id, category_id=category_id, mask=mask))
+        return image, seg, segments
+
+
+def _segment_record(segment: Segment) -> Tuple[dict, dict]:
+    """COCO panoptic ``segments_info`` entry and the mask's RLE."""
+    rle = mask_utils.encode(np.asfortranarray(segment['mask'], np.uint8))
+    record = dict(
+        id=int(segment['id']),
+        category_id=int(segment['category_id']),
+        area=int(mask_utils.area(rle)),
+        bbox=[int(x) for x in mask_utils.toBbox(rle)],
+        iscrowd=0)
+    rle['counts'] = rle['counts'].decode('ascii')
+    return record, rle
+
+
+def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """Independent random generator of image ``index`` in ``split``."""
+    return np.random.default_rng(
+        np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split), index)))
+
+
+def _write_split(root: str, split: str, num_images: int, seed: int,
+                 image_size: int) -> None:
+    """Write the images, panoptic PNGs and both JSON files of one split."""
+    img_dir = osp.join(root, split)
+    pan_dir = osp.join(root, 'annotations', f'panoptic_{split}')
+    os.makedirs(img_dir)
+    os.makedirs(pan_dir)
+    sampler = _SceneSampler(image_size)
+    categories = synthetic_panoptic_categories()
+    images, pan_anns, inst_anns = [], [], []
+    for index in range(num_images):
+        image_id = index + 1
+        image, seg, segments = sampler(
+            _image_rng(seed, split, index), image_id)
+        stem = f'{image_id:012d}'
+        cv2.imwrite(
+            osp.join(img_dir, f'{stem}.jpg'), image[..., ::-1],
+            [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(osp.join(pan_dir, f'{stem}.png'), id2rgb(seg)[..., ::-1])
+        images.append(
+            dict(
+                id=image_id,
+                file_name=f'{stem}.jpg',
+                height=image_size,
+                width=image_size))
+        segments_info = []
+        for segment in segments:
+            record, rle = _segment_record(segment)
+            segments_info.append(record)
+            if categories[record['category_id'] - 1]['isthing']:
+                inst_anns.append(
+                    dict(
+                        record,
+                        image_id=image_id,
+                        segmentation=rle))
+        pan_anns.append(
+            dict(
+                image_id=image_id,
+                file_name=f'{stem}.png',
+                segments_info=segments_info))
+
+    info = dict(
+        description='proscale synthetic panoptic dataset',
+        version=str(GENERATOR_VERSION))
+    panoptic = dict(
+        info=info,
+        images=images,
+        annotations=pan_anns,
+        categories=[{k: v
+                     for k, v in cat.items() if k != 'color'}
+                    for cat in categories])
+    instances = dict(
+        info=info,
+        images=images,
+        annotations=inst_anns,
+        categories=[{
+            k: cat[k]
+            for k in ('id', 'name', 'supercategory')
+        } for cat in categories if cat['isthing']])
+    ann_dir = osp.join(root, 'annotations')
+    for name, content in ((f'panoptic_{split}.json', panoptic),
+                          (f'instances_{split}.json', instances)):
+        with open(osp.join(ann_dir, name), 'w') as f:
+            f.write(json.dumps(content))
+
+
+def _read_manifest(out_dir: str) -> Optional[dict]:
+    """Return the manifest of an existing dataset, or None if there is none."""
+    path = osp.join(out_dir, MANIFEST_FILE)
+    if not osp.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def generate_synthetic_panoptic(out_dir: str,
+                                num_train: int = 400,
+                                num_val: int = 100,
+                                seed: int = 0,
+                                image_size: int = 128,
+                                force: bool = False) -> dict:
+    """Generate the synthetic panoptic dataset under ``out_dir``.
+
+    The split files are written to a temporary sibling directory which is
+    renamed into place once complete, so an interrupted run never leaves a
+    half-written dataset. If ``out_dir`` already holds a dataset generated
+    with the same arguments it is reused as is.
+
+    Args:
+        out_dir (str): Dataset root (``data_root`` of the configs).
+        num_train (int): Number of training images. Defaults to 400.
+        num_val (int): Number of validation images. Defaults to 100.
+        seed (int): Random seed; the output is a function of the arguments.
+            Defaults to 0.
+        image_size (int): Side of the square images. Defaults to 128.
+        force (bool): Replace an existing, different dataset or non-empty
+            directory at ``out_dir``. Defaults to False.
+
+    Returns:
+        dict: The dataset manifest (generator version and arguments).
+
+    Raises:
+        ValueError: If an argument is out of range.
+        FileExistsError: If ``out_dir`` holds other content and ``force`` is
+            False.
+    """
+    if num_train < 1 or num_val < 1:
+        raise ValueError('num_train and num_val must be >= 1, got '
+                         f'{num_train} and {num_val}.')
+    if image_size < 32:
+        raise ValueError(f'image_size must be >= 32, got {image_size}.')
+    manifest = dict(
+        generator='proscale.synthetic_panoptic',
+        version=GENERATOR_VERSION,
+        num_train=int(num_train),
+        num_val=int(num_val),
+        seed=int(seed),
+        image_size=int(image_size))
+    out_dir = osp.abspath(out_dir)
+    if osp.exists(out_dir):
+        if _read_manifest(out_dir) == manifest:
+            print_log(f'Reusing the synthetic panoptic dataset at {out_dir}.',
+                      logger='current')
+            return manifest
+        if os.listdir(out_dir) and not force:
+            raise FileExistsError(
+                f'{out_dir} exists and does not hold a synthetic panoptic '
+                f'dataset generated with {manifest}; remove it or pass '
+                'force=True (--force) to replace it.')
+
+    parent = osp.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(
+        prefix=f'.{osp.basename(out_dir)}.tmp-', dir=parent)
+    try:
+        for split, num_images in zip(SPLITS, (num_train, num_val)):
+            _write_split(tmp_dir, split, num_images, seed, image_size)
+        with open(osp.join(tmp_dir, MANIFEST_FILE), 'w') as f:
+            json.dump(manifest, f, indent=2)
+        if osp.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.rename(tmp_dir, out_dir)
+    finally:
+        if osp.exists(tmp_dir):
+            shutil.rmtree(tmp_dir)
+    print_log(
+        f'Generated the synthetic panoptic dataset at {out_dir} '
+        f'({num_train} train / {num_val} val images).',
+        logger='current')
+    return manifest

@@ -1,0 +1,1 @@
+from . import gate_training, hooks, loops  # noqa: F401

@@ -1,0 +1,6 @@
+from . import metrics  # noqa: F401
+from .exit_dataset import ExitDataset, load_exit_dataset  # noqa: F401
+from .single_image_panoptic_evaluator import (  # noqa: F401
+    SingleImagePanopticEvaluator, prediction_to_coco_panoptic)
+from .single_image_pq import (PanopticStats, pq_average,  # noqa: F401
+                              single_image_pq, single_image_pq_stats)

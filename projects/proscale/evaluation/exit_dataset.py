@@ -1,0 +1,301 @@
+"""The ECO-M2F derived dataset: per-image quality at every encoder exit.
+
+Step B of ECO-M2F runs the trained parent on every image at every exit and
+records the image's panoptic quality there; step C trains the exit gate from
+this file alone. One file holds everything (see ``docs/eco_derived_dataset.md``).
+
+File format: a NumPy ``.npz`` archive (zip of ``.npy`` arrays, no pickled
+objects; read it with ``np.load(path, allow_pickle=False)`` or, with checks,
+:func:`load_exit_dataset`):
+
+===============  ==============  =======  =====================================
+array            shape           dtype    content
+===============  ==============  =======  =====================================
+``image_ids``    (N, )           int64    image ids, strictly increasing
+``exits``        (E, )           int64    exits (encoder layers run), increasing
+``pq``           (N, E, 3)       float64  PQ of image i at exit j, for
+                                          All / Things / Stuff (``GROUPS``)
+``sq``           (N, E, 3)       float64  SQ, same layout
+``rq``           (N, E, 3)       float64  RQ, same layout
+``gate_inputs``  (N, C)          float32  the gate input of each image
+``meta``         ()              str      JSON provenance record (below)
+===============  ==============  =======  =====================================
+
+Qualities are fractions in [0, 1], computed per image exactly as panopticapi's
+``pq_compute`` would on that image alone; NaN where a group has no category
+with ``tp + fp + fn > 0`` (e.g. Things of an image with neither GT nor
+predicted things; All is NaN only for an image with no GT and no predicted
+segment at that exit).
+
+``meta`` keys: ``format`` (``'proscale-exit-dataset'``), ``format_version``,
+``exits``, ``groups``, ``metrics``, ``split``, ``dataset`` (type, data_root,
+ann_file, data_prefix, classes, num_images), ``pipeline``, ``model``,
+``checkpoint`` (path, sha256), ``gate_input``, ``ground_truth``,
+``code_version`` and ``config`` (the full config text).
+
+Files are written atomically (temporary file in the same folder, then
+``os.replace``), so a reader never sees a partial file.
+"""
+import json
+import os
+import os.path as osp
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Optional, Sequence
+
+import numpy as np
+
+from .single_image_pq import PQ_GROUPS, PQ_METRICS
+
+EXIT_DATASET_FORMAT = 'proscale-exit-dataset'
+EXIT_DATASET_VERSION = 1
+GROUPS = PQ_GROUPS
+METRICS = PQ_METRICS
+_ARRAYS = ('image_ids', 'exits', 'pq', 'sq', 'rq', 'gate_inputs', 'meta')
+
+
+@dataclass
+class ExitDataset:
+    """Per-image, per-exit panoptic quality and gate inputs.
+
+    Args:
+        image_ids (np.ndarray): Image ids, shape (N, ), int64.
+        exits (np.ndarray): Exits, shape (E, ), int64, increasing.
+        pq (np.ndarray): PQ, shape (N, E, 3) (groups All, Things, Stuff).
+        sq (np.ndarray): SQ, shape (N, E, 3).
+        rq (np.ndarray): RQ, shape (N, E, 3).
+        gate_inputs (np.ndarray): Gate inputs, shape (N, C), float32.
+        meta (dict): Provenance record, JSON-serialisable; its ``'exits'``
+            equals ``exits``.
+    """
+    image_ids: np.ndarray
+    exits: np.ndarray
+    pq: np.ndarray
+    sq: np.ndarray
+    rq: np.ndarray
+    gate_inputs: np.ndarray
+    meta: Dict[str, Any]
+
+    def __post_init__(self) -> None:
+        self.image_ids = np.asarray(self.image_ids, dtype=np.int64)
+        self.exits = np.asarray(self.exits, dtype=np.int64)
+        for name in METRICS:
+            setattr(self, name,
+                    np.asarray(getattr(self, name), dtype=np.float64))
+        self.gate_inputs = np.asarray(self.gate_inputs, dtype=np.float32)
+        self.validate()
+
+    def validate(self, source: str = 'exit dataset') -> None:
+        """Check shapes and consistency.
+
+        Args:
+            source (str): How to name the data in error messages.
+
+        Raises:
+            ValueError: On any inconsistency.
+        """
+        num, num_exits = len(self.image_ids), len(self.exits)
+        problems = []
+        if self.image_ids.ndim != 1 or self.exits.ndim != 1:
+            problems.append('image_ids and exits must be 1-D')
+        if num_exits == 0 or (np.diff(self.exits) <= 0).any():
+            problems.append(f'exits {self.exits.tolist()} must be non-empty '
+                            'and strictly increasing')
+        for name in METRICS:
+            shape = getattr(self, name).shape
+            if shape != (num, num_exits, len(GROUPS)):
+                problems.append(f'{name} has shape {shape}, expected '
+                                f'{(num, num_exits, len(GROUPS))}')
+        if self.gate_inputs.ndim != 2 or len(self.gate_inputs) != num:
+            problems.append(f'gate_inputs has shape {self.gate_inputs.shape}'
+                            f', expected ({num}, C)')
+        if len(np.unique(self.image_ids)) != num:
+            problems.append('image_ids are not unique')
+        if not isinstance(self.meta, dict) or (self.meta.get('exits') !=
+                                               self.exits.tolist()):
+            problems.append('meta must be a dict whose "exits" equal exits')
+        if problems:
+            raise ValueError(f'{source}: ' + '; '.join(problems))
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def quality(self, metric: str = 'pq', group: str = 'All') -> np.ndarray:
+        """Return one metric of one group for every image and exit.
+
+        Args:
+            metric (str): One of ``METRICS`` ('pq', 'sq', 'rq').
+            group (str): One of ``GROUPS`` ('All', 'Things', 'Stuff').
+
+        Returns:
+            np.ndarray: Shape (N, E); column j belongs to ``exits[j]``.
+        """
+        if metric not in METRICS or group not in GROUPS:
+            raise ValueError(f'metric must be one of {METRICS} and group one '
+                             f'of {GROUPS}, got {metric!r}, {group!r}')
+        return getattr(self, metric)[:, :, GROUPS.index(group)]
+
+    @classmethod
+    def concatenate(cls, parts: Sequence['ExitDataset'],
+                    meta: Dict[str, Any]) -> 'ExitDataset':
+        """Merge parts into one data set sorted by image id.
+
+        Args:
+            parts (Sequence[ExitDataset]): Parts with the same exits and
+                gate input width and disjoint image ids.
+            meta (dict): The merged data set's meta.
+
+        Returns:
+            ExitDataset: The merged data set.
+
+        Raises:
+            ValueError: If an image occurs in two parts or the parts differ
+                in exits or gate input width.
+        """
+        exits = np.asarray(meta['exits'], dtype=np.int64)
+        for part in parts:
+            if not np.array_equal(part.exits, exits):
+                raise ValueError(f'cannot merge a part with exits '
+                                 f'{part.exits.tolist()} into exits '
+                                 f'{exits.tolist()}')
+        widths = {part.gate_inputs.shape[1] for part in parts if len(part)}
+        if len(widths) > 1:
+            raise ValueError(f'cannot merge gate inputs of widths {widths}')
+        image_ids = np.concatenate(
+            [part.image_ids for part in parts] or [np.zeros(0, np.int64)])
+        order = np.argsort(image_ids, kind='stable')
+        image_ids = image_ids[order]
+        repeated = image_ids[1:][np.diff(image_ids) == 0]
+        if len(repeated):
+            raise ValueError(f'images {np.unique(repeated).tolist()} occur '
+                             'in more than one part')
+
+        def stacked(name: str, empty_shape: tuple) -> np.ndarray:
+            arrays = [getattr(part, name) for part in parts if len(part)]
+            if not arrays:
+                return np.zeros(empty_shape)
+            return np.concatenate(arrays)[order]
+
+        metric_shape = (0, len(exits), len(GROUPS))
+        return cls(
+            image_ids=image_ids,
+            exits=exits,
+            pq=stacked('pq', metric_shape),
+            sq=stacked('sq', metric_shape),
+            rq=stacked('rq', metric_shape),
+            gate_inputs=stacked('gate_inputs', (0, widths.pop() if widths
+                                                else 0)),
+            meta=meta)
+
+    def save(self, path: str) -> None:
+        """Write the data set to ``path`` atomically.
+
+        The data goes to a temporary file in the same folder, which then
+        replaces ``path``: an existing file is never left half-written.
+
+        Args:
+            path (str): The output file (conventionally ``*.npz``).
+        """
+        folder = osp.dirname(osp.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp_path = tempfile.mkstemp(
+            prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                np.savez(
+                    f,
+                    image_ids=self.image_ids,
+                    exits=self.exits,
+                    pq=self.pq,
+                    sq=self.sq,
+                    rq=self.rq,
+                    gate_inputs=self.gate_inputs,
+                    meta=np.array(json.dumps(self.meta, sort_keys=True)))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp_path, path)
+        except BaseException:
+            if osp.exists(tmp_path):
+                os.remove(tmp_path)
+            raise
+
+
+def _read(path: str) -> ExitDataset:
+    """Read an exit dataset file, turning every decoding error into a
+    ``ValueError`` that names the file."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'exit dataset file not found: {path}')
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [name for name in _ARRAYS if name not in archive.files]
+            if missing:
+                raise ValueError(f'missing arrays {missing}')
+            arrays = {name: archive[name] for name in _ARRAYS}
+        meta = json.loads(str(arrays.pop('meta')))
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(f'{path} is not a readable exit dataset file '
+                         f'(corrupt, truncated or another format): {error}'
+                         ) from error
+    if not isinstance(meta, dict) or meta.get('format') != EXIT_DATASET_FORMAT:
+        raise ValueError(f'{path} is not an exit dataset file (meta.format '
+                         f'is not {EXIT_DATASET_FORMAT!r})')
+    if meta.get('format_version') != EXIT_DATASET_VERSION:
+        raise ValueError(f"{path} has format version "
+                         f"{meta.get('format_version')}; this code reads "
+                         f'version {EXIT_DATASET_VERSION}')
+    try:
+        return ExitDataset(meta=meta, **arrays)
+    except ValueError as error:
+        raise ValueError(f'{path}: inconsistent exit dataset: {error}'
+                         ) from error
+
+
+def _same_value(key: str, stored: Any, expected: Any) -> bool:
+    """Compare a stored dataset field with an expected one (paths are
+    compared after normalisation)."""
+    if key in ('ann_file', 'data_root') and isinstance(
+            stored, str) and isinstance(expected, str):
+        return osp.normpath(stored) == osp.normpath(expected)
+    return json.loads(json.dumps(stored)) == json.loads(json.dumps(expected))
+
+
+def load_exit_dataset(path: str,
+                      expected_exits: Optional[Iterable[int]] = None,
+                      expected_dataset: Optional[Dict[str, Any]] = None
+                      ) -> ExitDataset:
+    """Load and check a derived exit dataset.
+
+    Args:
+        path (str): The ``.npz`` file written by the derivation loop.
+        expected_exits (Iterable[int], optional): The exits the caller works
+            with (e.g. the parent model's ``exit_layers``); must equal the
+            file's exits.
+        expected_dataset (dict, optional): Fields the file's
+            ``meta['dataset']`` must have, e.g. ``dict(ann_file=...,
+            split='train')`` (``split`` is checked against
+            ``meta['split']``; ``ann_file`` and ``data_root`` are compared as
+            normalised paths).
+
+    Returns:
+        ExitDataset: The data set.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file is corrupt, not an exit dataset, or does not
+            match ``expected_exits`` / ``expected_dataset``.
+    """
+    dataset = _read(path)
+    if expected_exits is not None:
+        expected = sorted(int(k) for k in expected_exits)
+        if dataset.exits.tolist() != expected:
+            raise ValueError(f'{path} was derived for exits '
+                             f'{dataset.exits.tolist()}, but exits {expected} '
+                             'are expected')
+    for key, value in (expected_dataset or {}).items():
+        stored = dataset.meta.get('split') if key == 'split' else (
+            dataset.meta.get('dataset', {}).get(key))
+        if not _same_value(key, stored, value):
+            raise ValueError(f'{path} was derived from a different dataset: '
+                             f'{key} is {stored!r}, expected {value!r}')
+    return dataset

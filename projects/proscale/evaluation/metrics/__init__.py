@@ -1,0 +1,1 @@
+from .cityscapes_panoptic_metric import CityscapesPanopticMetric  # noqa: F401

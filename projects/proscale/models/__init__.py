@@ -1,0 +1,2 @@
+from . import (dense_heads, detectors, gates, layers,  # noqa: F401
+               pixel_decoders)

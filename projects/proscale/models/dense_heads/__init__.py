@@ -1,0 +1,3 @@
+from .eco_mask2former_head import EcoMask2FormerHead, PixelDecoderOutput
+
+__all__ = ['EcoMask2FormerHead', 'PixelDecoderOutput']

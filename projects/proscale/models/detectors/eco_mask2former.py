@@ -1,0 +1,306 @@
+"""ECO-M2F: Mask2Former with an early-exit encoder."""
+from typing import Dict, Iterable, List, Optional, Tuple, Union
+
+from mmdet.models.detectors import Mask2Former
+from mmdet.models.utils import reweight_loss_dict
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from torch import Tensor
+
+from ..dense_heads import EcoMask2FormerHead, PixelDecoderOutput
+from .gated_inference import GATE_EXIT, GatedInferenceMixin
+
+_EARLY_EXIT_API = ('exit_layer', 'exit_layers', 'num_layers', 'forward_exits')
+
+
+@MODELS.register_module()
+class EcoMask2Former(GatedInferenceMixin, Mask2Former):
+    """Mask2Former whose encoder (the pixel decoder) can exit early.
+
+    Implements the parent model of `ECO-M2F
+    <https://arxiv.org/abs/2404.15244>`_: one backbone, one early-exit
+    encoder and one transformer decoder shared by every exit. The pixel
+    decoder must implement the early-exit interface (``exit_layer``,
+    ``exit_layers``, ``num_layers``, ``forward_exits``), e.g.
+    ``EarlyExitMSDeformAttnPixelDecoder`` (ECO-M2F) or
+    ``ProScalePixelDecoder`` (Lite-ECO-M2F), and the head must be
+    :class:`EcoMask2FormerHead`. Parameters and state-dict keys equal those
+    of :class:`Mask2Former` with the same head and decoder settings.
+
+    Training (driven by ``ExitSamplingHook``, weighted stochastic depth):
+
+    - one exit per iteration: the hook calls :meth:`set_exit` and sets
+      :attr:`loss_weight` to the exit's weight alpha_k; every loss term is
+      multiplied by it;
+    - several exits per iteration: the hook sets :attr:`exit_loss_weights`
+      to ``{k: alpha_k}``; :meth:`loss` runs the backbone and the encoder
+      once (``forward_exits``), decodes at every listed exit and returns
+      ``sum_k alpha_k * L_k`` term by term (the log keys stay those of
+      Mask2Former). Unlike a single scaled loss, these relative weights
+      survive full-model gradient norm clipping.
+
+    After every :meth:`loss` call :attr:`exit_losses` maps each exit that
+    ran to its unweighted total loss (detached), for logging.
+
+    Inference: ``test_cfg.exit_layer`` (int) fixes the exit of
+    :meth:`predict`; ``None`` keeps the exit set by :meth:`set_exit` (all
+    layers by default). :meth:`predict_exits` decodes several exits of one
+    backbone and encoder pass.
+
+    Gated inference (ECO-M2F step C, :class:`GatedInferenceMixin`): with
+    ``gate`` set and ``test_cfg.exit_layer='gate'`` an ``ExitGate`` picks
+    each image's exit; the chosen exit is stored in each data sample's
+    metainfo as ``exit_layer``.
+
+    Args:
+        backbone (:obj:`ConfigDict` or dict): The backbone config.
+        neck (:obj:`ConfigDict` or dict, optional): The neck config.
+        panoptic_head (:obj:`ConfigDict` or dict): The
+            :class:`EcoMask2FormerHead` config.
+        panoptic_fusion_head (:obj:`ConfigDict` or dict): The panoptic
+            fusion head config.
+        train_cfg (:obj:`ConfigDict` or dict, optional): Training config.
+        test_cfg (:obj:`ConfigDict` or dict, optional): Testing config;
+            besides Mask2Former's keys it takes ``exit_layer``.
+        data_preprocessor (:obj:`ConfigDict` or dict, optional): The data
+            preprocessor config.
+        gate (:obj:`ConfigDict` or dict, optional): The ``ExitGate`` config
+            for gated inference. Defaults to None.
+        init_cfg (:obj:`ConfigDict` or dict or list, optional): The weight
+            initialization config.
+    """
+
+    def __init__(self,
+                 backbone: ConfigType,
+                 neck: OptConfigType = None,
+                 panoptic_head: OptConfigType = None,
+                 panoptic_fusion_head: OptConfigType = None,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 data_preprocessor: OptConfigType = None,
+                 gate: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            panoptic_head=panoptic_head,
+            panoptic_fusion_head=panoptic_fusion_head,
+            train_cfg=train_cfg,
+            test_cfg=test_cfg,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        if not isinstance(self.panoptic_head, EcoMask2FormerHead):
+            raise TypeError(
+                f'{type(self).__name__}: model.panoptic_head.type must be '
+                "'EcoMask2FormerHead' (or a subclass), got "
+                f"'{type(self.panoptic_head).__name__}'")
+        pixel_decoder = self.panoptic_head.pixel_decoder
+        missing = [
+            name for name in _EARLY_EXIT_API
+            if not hasattr(pixel_decoder, name)
+        ]
+        if missing:
+            raise TypeError(
+                f'{type(self).__name__}: the pixel decoder '
+                f"'{type(pixel_decoder).__name__}' has no early exit "
+                f'({", ".join(missing)} missing); use e.g. '
+                "'EarlyExitMSDeformAttnPixelDecoder' or "
+                "'ProScalePixelDecoder'")
+        self.loss_weight = 1.0
+        self.exit_loss_weights: Optional[Dict[int, float]] = None
+        self.exit_losses: Dict[int, Tensor] = {}
+        self.build_gate(gate)
+        if self.test_exit_layer not in (None, GATE_EXIT):
+            self.check_exits([self.test_exit_layer], 'test_cfg.exit_layer')
+
+    @property
+    def exit_layers(self) -> Tuple[int, ...]:
+        """tuple[int]: The valid exits (numbers of encoder layers run)."""
+        return tuple(self.panoptic_head.pixel_decoder.exit_layers)
+
+    @property
+    def current_exit(self) -> int:
+        """int: Number of encoder layers a plain forward runs now."""
+        pixel_decoder = self.panoptic_head.pixel_decoder
+        if pixel_decoder.exit_layer is None:
+            return pixel_decoder.num_layers
+        return pixel_decoder.exit_layer
+
+    @property
+    def test_exit_layer(self) -> Optional[Union[int, str]]:
+        """int | str, optional: The exit fixed by ``test_cfg.exit_layer``,
+        or ``'gate'`` for gated inference."""
+        return (self.test_cfg or {}).get('exit_layer')
+
+    def check_exits(self,
+                    exits: Iterable[int],
+                    name: str = 'exits') -> List[int]:
+        """Check exits against :attr:`exit_layers`.
+
+        Args:
+            exits (Iterable[int]): Requested exits.
+            name (str): How to name them in the error message.
+
+        Returns:
+            list[int]: The exits, sorted and without duplicates.
+
+        Raises:
+            ValueError: If ``exits`` is empty or holds an invalid exit.
+        """
+        exits = list(exits)
+        invalid = [k for k in exits if k not in self.exit_layers]
+        if invalid or not exits:
+            raise ValueError(
+                f'{name}={exits!r}: every exit must be one of the pixel '
+                f'decoder\'s exit_layers {self.exit_layers}')
+        return sorted(set(exits))
+
+    def set_exit(self, exit_layer: Optional[int]) -> None:
+        """Make plain forwards run ``exit_layer`` encoder layers.
+
+        Args:
+            exit_layer (int, optional): One of :attr:`exit_layers`, or None
+                for all layers.
+        """
+        if exit_layer is not None:
+            self.check_exits([exit_layer], 'exit_layer')
+        self.panoptic_head.pixel_decoder.exit_layer = exit_layer
+
+    def loss(self, batch_inputs: Tensor,
+             batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """Compute the losses at the current exit or at several exits.
+
+        Args:
+            batch_inputs (Tensor): Input images of shape (B, C, H, W).
+            batch_data_samples (list[:obj:`DetDataSample`]): The batch data
+                samples with ``gt_instances`` and ``gt_sem_seg``.
+
+        Returns:
+            dict[str, Tensor]: Mask2Former's loss terms, weighted by
+            :attr:`exit_loss_weights` and summed over exits when that is
+            set, and multiplied by :attr:`loss_weight`.
+        """
+        feats = self.extract_feat(batch_inputs)
+        if self.exit_loss_weights is None:
+            losses = self.panoptic_head.loss(feats, batch_data_samples)
+            self.exit_losses = {self.current_exit: self._total(losses)}
+            return reweight_loss_dict(losses, self.loss_weight)
+
+        weights = self.exit_loss_weights
+        exits = self.check_exits(weights, 'exit_loss_weights')
+        losses: Dict[str, Tensor] = {}
+        self.exit_losses = {}
+        for exit_layer, mask_feature, multi_scale_features in (
+                self.panoptic_head.pixel_decoder.forward_exits(feats, exits)):
+            exit_losses = self.panoptic_head.loss(
+                PixelDecoderOutput(mask_feature, multi_scale_features),
+                batch_data_samples)
+            self.exit_losses[exit_layer] = self._total(exit_losses)
+            exit_losses = reweight_loss_dict(exit_losses, weights[exit_layer])
+            for name, value in exit_losses.items():
+                losses[name] = losses[name] + value if name in losses \
+                    else value
+        return reweight_loss_dict(losses, self.loss_weight)
+
+    def _total(self, losses: Dict[str, Tensor]) -> Tensor:
+        """Return the detached sum of the loss terms, as the optimiser sees
+        it without weights."""
+        total, _ = self.parse_losses(losses)
+        return total.detach()
+
+    def predict(self,
+                batch_inputs: Tensor,
+                batch_data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        """Predict at ``test_cfg.exit_layer`` (or at the current exit, or
+        at each image's gated exit with ``test_cfg.exit_layer='gate'``).
+
+        Args:
+            batch_inputs (Tensor): Input images of shape (B, C, H, W).
+            batch_data_samples (list[:obj:`DetDataSample`]): The batch data
+                samples.
+            rescale (bool): Whether to rescale the results to the original
+                image size. Defaults to True.
+
+        Returns:
+            list[:obj:`DetDataSample`]: ``batch_data_samples`` with
+            ``pred_panoptic_seg`` (and ``pred_instances`` when
+            ``test_cfg.instance_on``) added, as in :class:`Mask2Former`.
+        """
+        exit_layer = self.test_exit_layer
+        if exit_layer == GATE_EXIT:
+            return self.predict_gated(batch_inputs, batch_data_samples,
+                                      rescale)
+        if exit_layer is None:
+            return super().predict(batch_inputs, batch_data_samples, rescale)
+        return self.predict_exits(batch_inputs, batch_data_samples,
+                                  [exit_layer], rescale)[exit_layer]
+
+    def predict_exits(self,
+                      batch_inputs: Tensor,
+                      batch_data_samples: SampleList,
+                      exits: Optional[Iterable[int]] = None,
+                      rescale: bool = True) -> Dict[int, SampleList]:
+        """Predict at several exits with one backbone and encoder pass.
+
+        Args:
+            batch_inputs (Tensor): Input images of shape (B, C, H, W).
+            batch_data_samples (list[:obj:`DetDataSample`]): The batch data
+                samples.
+            exits (Iterable[int], optional): Exits to decode; defaults to
+                :attr:`exit_layers`.
+            rescale (bool): Whether to rescale the results to the original
+                image size. Defaults to True.
+
+        Returns:
+            dict[int, list[:obj:`DetDataSample`]]: For each exit, the
+            predictions as :meth:`predict` gives them at that exit. With
+            one exit these are ``batch_data_samples`` themselves, otherwise
+            copies of them.
+        """
+        feats = self.extract_feat(batch_inputs)
+        return self.predict_exits_by_feat(feats, batch_data_samples, exits,
+                                          rescale)
+
+    def predict_exits_by_feat(self,
+                              feats: Tuple[Tensor],
+                              batch_data_samples: SampleList,
+                              exits: Optional[Iterable[int]] = None,
+                              rescale: bool = True) -> Dict[int, SampleList]:
+        """Like :meth:`predict_exits`, from given backbone (and neck)
+        features, so callers can reuse them (e.g. for the gate's input).
+
+        Args:
+            feats (tuple[Tensor]): Multi-scale features from
+                :meth:`extract_feat`, each of shape (B, C_i, H_i, W_i).
+            batch_data_samples (list[:obj:`DetDataSample`]): The batch data
+                samples.
+            exits (Iterable[int], optional): Exits to decode; defaults to
+                :attr:`exit_layers`.
+            rescale (bool): Whether to rescale the results. Defaults to
+                True.
+
+        Returns:
+            dict[int, list[:obj:`DetDataSample`]]: See
+            :meth:`predict_exits`.
+        """
+        exits = self.check_exits(
+            self.exit_layers if exits is None else exits)
+        results = {}
+        for exit_layer, mask_feature, multi_scale_features in (
+                self.panoptic_head.pixel_decoder.forward_exits(feats, exits)):
+            data_samples = batch_data_samples if len(exits) == 1 else [
+                data_sample.clone() for data_sample in batch_data_samples
+            ]
+            mask_cls_results, mask_pred_results = self.panoptic_head.predict(
+                PixelDecoderOutput(mask_feature, multi_scale_features),
+                data_samples)
+            results_list = self.panoptic_fusion_head.predict(
+                mask_cls_results,
+                mask_pred_results,
+                data_samples,
+                rescale=rescale)
+            results[exit_layer] = self.add_pred_to_datasample(
+                data_samples, results_list)
+        return results

@@ -1,0 +1,7 @@
+from .light_pixel_embedding import LightPixelEmbedding
+from .progressive_encoder import ProScaleTransformerEncoder
+from .token_recalibration import TokenRecalibration
+
+__all__ = [
+    'LightPixelEmbedding', 'ProScaleTransformerEncoder', 'TokenRecalibration'
+]

@@ -1,0 +1,54 @@
+"""Generate the embedded synthetic panoptic dataset (COCO panoptic format).
+
+Example:
+    python tools/dataset_converters/generate_synthetic_panoptic.py \
+        data/synthetic --num-train 400 --num-val 100 --seed 0
+"""
+import argparse
+import os.path as osp
+import sys
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO_ROOT)
+
+from projects.proscale.datasets import \
+    generate_synthetic_panoptic  # noqa: E402
+from projects.proscale.utils.cli import (UserInputError,  # noqa: E402
+                                         report_user_errors)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Generate the synthetic panoptic dataset')
+    parser.add_argument('out_dir', help='dataset root, e.g. data/synthetic')
+    parser.add_argument(
+        '--num-train', type=int, default=400, help='training images')
+    parser.add_argument(
+        '--num-val', type=int, default=100, help='validation images')
+    parser.add_argument('--seed', type=int, default=0, help='random seed')
+    parser.add_argument(
+        '--image-size', type=int, default=128, help='image side in pixels')
+    parser.add_argument(
+        '--force',
+        action='store_true',
+        help='replace an existing, different dataset at OUT_DIR')
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    with report_user_errors():
+        try:
+            generate_synthetic_panoptic(
+                args.out_dir,
+                num_train=args.num_train,
+                num_val=args.num_val,
+                seed=args.seed,
+                image_size=args.image_size,
+                force=args.force)
+        except ValueError as error:
+            raise UserInputError(str(error)) from None
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,56 @@
+"""Merge a trained exit gate into its parent's checkpoint.
+
+The merged checkpoint runs gated inference (each image at the exit its gate
+picks) through ``tools/test.py`` with a gated config, one that sets
+``model.gate`` and ``model.test_cfg.exit_layer='gate'``.
+
+Example:
+    python tools/eco/merge_gate.py PARENT.pth gate.pth --out merged.pth \
+        --config configs/eco_m2f/eco-m2f-gated_r18_1xb4-tiny_synthetic-panoptic.py
+    python tools/test.py configs/eco_m2f/eco-m2f-gated_r18_1xb4-tiny_synthetic-panoptic.py \
+        merged.pth
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+
+from projects.proscale.models.gates import merge_gate  # noqa: E402
+from projects.proscale.utils.cli import (load_config,  # noqa: E402
+                                         report_user_errors)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Merge a trained exit gate (tools/eco/train_gate.py) '
+        'into the parent checkpoint')
+    parser.add_argument('parent', help='checkpoint of the early-exit parent')
+    parser.add_argument('gate', help='gate file from tools/eco/train_gate.py')
+    parser.add_argument('--out', required=True, help='merged checkpoint')
+    parser.add_argument(
+        '--config',
+        help='gated config the merged checkpoint is for: its model.gate '
+        'must match the trained gate')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    with report_user_errors():
+        gate_cfg = None
+        if args.config is not None:
+            model_cfg = load_config(args.config).model
+            if model_cfg.get('gate') is None:
+                raise ValueError(f'{args.config}: model.gate is not set; use '
+                                 'a gated config')
+            gate_cfg = model_cfg.gate
+        meta = merge_gate(args.parent, args.gate, args.out, gate_cfg)
+    print(f"merged the gate (exits {tuple(meta['gate_cfg']['exits'])}, beta "
+          f"{meta['beta']:g}) into {args.out}")
+
+
+if __name__ == '__main__':
+    main()

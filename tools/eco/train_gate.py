@@ -1,0 +1,190 @@
+"""ECO-M2F step C: train the exit gate on a derived exit dataset.
+
+Trains on the cached gate inputs of ``tools/eco/derive_exit_dataset.py`` (no
+model run), keeps a seeded held-out split, prints the gate's accuracy, exit
+histogram, expected encoder depth and (with per-exit GFLOPs) expected GFLOPs,
+and writes GATE.pth for ``tools/eco/merge_gate.py``. With a budget instead of
+``--beta``, beta is searched so that the gate meets the budget on the
+held-out images.
+
+Examples:
+    python tools/eco/train_gate.py derived.npz --beta 0.003 --out gate.pth
+    python tools/eco/train_gate.py derived.npz --target-depth 4.0 \
+        --out gate.pth
+    python tools/eco/train_gate.py derived.npz --target-gflops 20 \
+        --config CONFIG --shape 128 128 --out gate.pth
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+from typing import List, Optional
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+
+from projects.proscale.analysis import (build_analysis_model,  # noqa: E402
+                                        fixed_shape_batch,
+                                        load_analysis_config)
+from projects.proscale.engine.exit_flops import count_exit_gflops  # noqa: E402,E501
+from projects.proscale.engine.gate_training import (  # noqa: E402
+    GATE_LOSSES, fit_gate, format_gate_metrics, gate_meta, load_exit_samples)
+from projects.proscale.models.gates import save_gate  # noqa: E402
+from projects.proscale.utils.cli import report_user_errors  # noqa: E402
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Train the ECO-M2F exit gate on a derived exit dataset')
+    parser.add_argument('derived', help='derived exit dataset (.npz)')
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        '--beta', type=float, help='trade-off: utility q_k - beta * k')
+    target.add_argument(
+        '--target-depth',
+        type=float,
+        help='search beta for this held-out mean number of encoder layers')
+    target.add_argument(
+        '--target-gflops',
+        type=float,
+        help='search beta for this held-out mean GFLOPs (needs per-exit '
+        'GFLOPs: --exit-gflops or --config and --shape)')
+    parser.add_argument('--out', required=True, help='output gate file')
+    parser.add_argument(
+        '--loss', choices=sorted(GATE_LOSSES), default='hard_ce')
+    parser.add_argument(
+        '--temperature',
+        type=float,
+        default=0.05,
+        help='temperature of the soft targets softmax(u / T)')
+    parser.add_argument(
+        '--hidden-channels',
+        type=int,
+        help='hidden width of an MLP gate (default: the linear gate)')
+    parser.add_argument(
+        '--metric',
+        choices=('pq', 'sq', 'rq'),
+        default='pq',
+        help='per-image quality q_k')
+    parser.add_argument(
+        '--group', choices=('All', 'Things', 'Stuff'), default='All')
+    flops = parser.add_mutually_exclusive_group()
+    flops.add_argument(
+        '--exit-gflops',
+        type=float,
+        nargs='+',
+        help='model GFLOPs at every exit, in exit order')
+    flops.add_argument(
+        '--config',
+        help='parent config: count the GFLOPs of every exit at --shape')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help='input size for counting GFLOPs with --config')
+    parser.add_argument(
+        '--val-fraction', type=float, default=0.2, help='held-out share')
+    parser.add_argument(
+        '--seed', type=int, default=0, help='seed of split and training')
+    parser.add_argument('--iters', type=int, default=500)
+    parser.add_argument('--batch-size', type=int, default=256)
+    parser.add_argument('--lr', type=float, default=1e-2)
+    parser.add_argument('--weight-decay', type=float, default=1e-4)
+    parser.add_argument(
+        '--search-steps',
+        type=int,
+        default=12,
+        help='bisection steps of the beta search')
+    parser.add_argument('--json', help='also write the figures to this file')
+    args = parser.parse_args(argv)
+    if args.config is not None and args.shape is None:
+        parser.error('--config needs --shape H W')
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = parse_args(argv)
+    with report_user_errors():
+        samples = load_exit_samples(args.derived, args.metric, args.group)
+        exit_gflops = args.exit_gflops
+        if args.config is not None:
+            model = build_analysis_model(load_analysis_config(args.config))
+            exit_gflops = list(
+                count_exit_gflops(model, [fixed_shape_batch(
+                    model, args.shape)], samples.exits).values())
+        if args.target_gflops is not None and exit_gflops is None:
+            raise ValueError('--target-gflops needs per-exit GFLOPs: pass '
+                             '--exit-gflops or --config with --shape')
+        budget = (
+            args.target_depth
+            if args.target_depth is not None else args.target_gflops)
+        fit = fit_gate(
+            samples,
+            beta=args.beta,
+            budget=budget,
+            budget_unit='depth' if args.target_depth is not None else 'gflops',
+            exit_gflops=exit_gflops,
+            val_fraction=args.val_fraction,
+            split_seed=args.seed,
+            search_steps=args.search_steps,
+            loss=args.loss,
+            temperature=args.temperature,
+            hidden_channels=args.hidden_channels,
+            iters=args.iters,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            seed=args.seed)
+
+    lines = [f'exits {samples.exits}, beta {fit.beta:.6g}, loss {args.loss}']
+    if fit.trials:
+        unit = 'layers' if args.target_depth is not None else 'GFLOPs'
+        lines.append(f'beta search for a budget of {budget:g} {unit} '
+                     '(held-out cost / mean quality):')
+        lines += [
+            f'  beta {t.beta:<10.4g} cost {t.cost:8.3f}  quality '
+            f'{t.quality:.4f}' for t in fit.trials
+        ]
+    if exit_gflops is not None:
+        lines.append('GFLOPs per exit: ' + ', '.join(
+            f'{k}: {g:.3f}' for k, g in zip(samples.exits, exit_gflops)))
+    lines.append(format_gate_metrics(fit.train_metrics, 'training split'))
+    lines.append(format_gate_metrics(fit.val_metrics, 'held-out split'))
+    print('\n'.join(lines))
+
+    figures = dict(
+        beta=fit.beta,
+        exit_gflops=exit_gflops,
+        train=fit.train_metrics,
+        val=fit.val_metrics,
+        trials=[dict(beta=t.beta, cost=t.cost, quality=t.quality)
+                for t in fit.trials])
+    derived_meta = samples.meta
+    meta = gate_meta(
+        fit.gate,
+        fit.beta,
+        args.loss,
+        temperature=args.temperature,
+        metric=args.metric,
+        group=args.group,
+        derived=dict(
+            path=osp.abspath(args.derived),
+            checkpoint=derived_meta.get('checkpoint'),
+            dataset=derived_meta.get('dataset')),
+        train_args={
+            key: value
+            for key, value in vars(args).items()
+            if key not in ('derived', 'out', 'json')
+        },
+        figures=figures)
+    save_gate(fit.gate, meta, args.out)
+    print(f'gate saved to {args.out}')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(figures, f, indent=2)
+    return figures
+
+
+if __name__ == '__main__':
+    main()
