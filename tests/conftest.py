@@ -5,9 +5,10 @@
   :data:`SYNTHETIC_IMAGE_SIZE` pixels), generated once per test session.
 - ``synthetic_cfg_options`` (session): ``--cfg-options`` items that point a
   config based on ``configs/_base_/datasets/synthetic_panoptic.py`` at that
-  dataset (data roots of all dataloaders and the evaluators' files).
+  dataset (data roots of all dataloaders and the evaluators' files);
   ``synthetic_cfg_overrides`` is the same as a dict, for
-  ``Config.merge_from_dict``.
+  ``Config.merge_from_dict``; ``make_synthetic_cfg_options(data_root)`` builds
+  the items for another dataset root.
 - ``run_tool``: runs a repository script (e.g. ``tools/train.py``) as a real
   subprocess, the way a user does.
 """
@@ -72,11 +73,24 @@ def synthetic_cfg_overrides(synthetic_data_root: str) -> Dict[str, str]:
     return synthetic_overrides(synthetic_data_root)
 
 
+def _synthetic_cfg_options(data_root: str) -> List[str]:
+    """``key=value`` items of :func:`synthetic_overrides` for the CLI."""
+    return [
+        f'{key}={value}'
+        for key, value in synthetic_overrides(data_root).items()
+    ]
+
+
 @pytest.fixture(scope='session')
-def synthetic_cfg_options(
-        synthetic_cfg_overrides: Dict[str, str]) -> List[str]:
-    """``key=value`` items for ``--cfg-options`` (see module docstring)."""
-    return [f'{key}={value}' for key, value in synthetic_cfg_overrides.items()]
+def make_synthetic_cfg_options() -> Callable[[str], List[str]]:
+    """Return ``f(data_root) -> ['key=value', ...]`` for ``--cfg-options``."""
+    return _synthetic_cfg_options
+
+
+@pytest.fixture(scope='session')
+def synthetic_cfg_options(synthetic_data_root: str) -> List[str]:
+    """``--cfg-options`` items for the session's synthetic dataset."""
+    return _synthetic_cfg_options(synthetic_data_root)
 
 
 def _run_tool(script: str,
@@ -93,7 +107,9 @@ def _run_tool(script: str,
         timeout (float): Seconds before the process is killed.
         returncode (int, optional): Expected exit status, checked with the
             process's output in the failure message; None skips the check.
-        env (dict, optional): Extra environment variables.
+        env (dict, optional): Extra environment variables. The tools run
+            single-threaded (``OMP_NUM_THREADS=1``) unless this overrides it:
+            test inputs are tiny and the test machine is small and shared.
 
     Returns:
         subprocess.CompletedProcess: With ``stdout`` and ``stderr`` as text.
@@ -101,7 +117,7 @@ def _run_tool(script: str,
     proc = subprocess.run([sys.executable, script, *map(str, args)],
                           cwd=REPO_ROOT,
                           env={
-                              **os.environ,
+                              **os.environ, 'OMP_NUM_THREADS': '1',
                               **(env or {})
                           },
                           capture_output=True,
@@ -119,3 +135,43 @@ def _run_tool(script: str,
 def run_tool() -> Callable[..., subprocess.CompletedProcess]:
     """Return :func:`_run_tool`: ``run_tool(script, *args, timeout=...)``."""
     return _run_tool
+
+
+# --- ECO-M2F (engineer eco-a): a briefly trained tiny parent ----------------
+TINY_ECO_PARENT_CONFIG = (
+    'configs/eco_m2f/eco-m2f-parent_r18_1xb4-tiny_synthetic-panoptic.py')
+TINY_ECO_PARENT_ITERS = 4
+
+
+@pytest.fixture(scope='session')
+def tiny_eco_parent_checkpoint(tmp_path_factory: pytest.TempPathFactory,
+                               synthetic_cfg_options: List[str],
+                               run_tool: Callable) -> tuple:
+    """Train the tiny synthetic ECO-M2F parent for a few iterations.
+
+    Runs ``tools/train.py`` (with ``ExitSamplingHook``, no validation) on the
+    session's synthetic dataset.
+
+    Returns:
+        tuple[str, str]: The config path (relative to the repository root,
+        still reading ``data/synthetic/``: pass ``synthetic_cfg_options``
+        when using it) and the absolute checkpoint path.
+    """
+    work_dir = tmp_path_factory.mktemp('tiny_eco_parent')
+    run_tool(
+        'tools/train.py',
+        TINY_ECO_PARENT_CONFIG,
+        '--work-dir',
+        str(work_dir),
+        '--cfg-options',
+        *synthetic_cfg_options,
+        f'train_cfg.max_iters={TINY_ECO_PARENT_ITERS}',
+        'val_dataloader=None',
+        'val_cfg=None',
+        'val_evaluator=None',
+        'custom_hooks.0.seed=0',
+        env=dict(OMP_NUM_THREADS='1'),
+        timeout=600)
+    checkpoint = work_dir / f'iter_{TINY_ECO_PARENT_ITERS}.pth'
+    assert checkpoint.is_file(), f'no checkpoint in {work_dir}'
+    return TINY_ECO_PARENT_CONFIG, str(checkpoint)

@@ -14,4 +14,6 @@ model = dict(
         type='EcoMask2FormerHead',
         pixel_decoder=dict(
             type='EarlyExitMSDeformAttnPixelDecoder', exit_layers=None)),
-    test_cfg=dict(exit_layer=None))
+    # exit_layer: an int fixes the exit of tools/test.py (None: all layers);
+    # object_mask_thr: mmdet's default, stated so that it can be overridden.
+    test_cfg=dict(exit_layer=None, object_mask_thr=0.8))

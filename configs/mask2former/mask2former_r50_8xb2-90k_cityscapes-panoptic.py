@@ -101,7 +101,8 @@ val_dataloader = dict(
         data_root=data_root,
         ann_file='annotations/cityscapes_panoptic_val.json',
         data_prefix=dict(
-            img='leftImg8bit/val/', seg='annotations/cityscapes_panoptic_val/'),
+            img='leftImg8bit/val/',
+            seg='annotations/cityscapes_panoptic_val/'),
         test_mode=True,
         pipeline=test_pipeline,
         backend_args=backend_args))

@@ -68,9 +68,9 @@ def _sample(image_id: str, pan: np.ndarray) -> dict:
 def _evaluate(metric: CityscapesPanopticMetric,
               predictions: List[np.ndarray]) -> Dict[str, float]:
     metric.dataset_meta = CityscapesPanopticDataset.METAINFO
-    metric.process({}, [
-        _sample(image_id, pan) for image_id, pan in zip(IMAGES, predictions)
-    ])
+    metric.process(
+        {},
+        [_sample(image_id, pan) for image_id, pan in zip(IMAGES, predictions)])
     return metric.evaluate(len(predictions))
 
 
@@ -100,8 +100,7 @@ def test_matches_official_script(gt_json, tmp_path):
     official = evaluatePanoptic(
         str(gt_json), str(gt_json.with_suffix('')), f'{prefix}.json',
         str(prefix), str(tmp_path / 'official.json'))
-    for key, group in (('PQ', 'All'), ('PQ_th', 'Things'),
-                       ('PQ_st', 'Stuff')):
+    for key, group in (('PQ', 'All'), ('PQ_th', 'Things'), ('PQ_st', 'Stuff')):
         assert results[f'cityscapes_panoptic/{key}'] == pytest.approx(
             100 * official[group]['pq'])
     # Car: three exact matches, one missed (the crowd is ignored): 3 / 3.5.
@@ -109,9 +108,10 @@ def test_matches_official_script(gt_json, tmp_path):
     assert results['cityscapes_panoptic/PQ'] < 100
     predictions = json.loads(Path(f'{prefix}.json').read_text())
     assert [p['image_id'] for p in predictions['annotations']] == list(IMAGES)
-    assert {s['category_id']
-            for s in predictions['annotations'][0]['segments_info']
-            } == {7, 23, 24, 26}
+    assert {
+        s['category_id']
+        for s in predictions['annotations'][0]['segments_info']
+    } == {7, 23, 24, 26}
 
 
 def test_format_only(tmp_path):

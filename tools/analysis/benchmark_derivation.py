@@ -11,7 +11,9 @@ On the same images (preloaded, so data loading is not timed) it times
   ``tools/test.py`` would do.
 
 It checks that the three give the same per-image PQ/SQ/RQ (the first two
-exactly, the metric to 1e-9) and prints the times and speed ratios.
+exactly, the metric to 1e-9) and prints the times and speed ratios. As in
+the derivation tool, instance and semantic post-processing are off in every
+path (only panoptic results are scored).
 
 Example:
     python tools/analysis/benchmark_derivation.py CONFIG CKPT \
@@ -95,6 +97,9 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, object]:
         dict: Times in seconds, speed ratios and the largest differences.
     """
     cfg = load_config(args.config, args.cfg_options)
+    # As tools/eco/derive_exit_dataset.py: only panoptic results are scored.
+    cfg.model.setdefault('test_cfg', {}).update(
+        instance_on=False, semantic_on=False)
     if args.threads:
         torch.set_num_threads(args.threads)
     init_default_scope(cfg.get('default_scope', 'mmdet'))

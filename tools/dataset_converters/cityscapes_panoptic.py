@@ -12,8 +12,8 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from projects.proscale.datasets.converters import (  # noqa: E402
     convert_cityscapes_panoptic)
@@ -24,8 +24,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Convert Cityscapes gtFine to COCO panoptic format')
     parser.add_argument(
-        'data_root',
-        help='Cityscapes root holding leftImg8bit/ and gtFine/')
+        'data_root', help='Cityscapes root holding leftImg8bit/ and gtFine/')
     parser.add_argument(
         '--splits',
         nargs='+',
@@ -43,8 +42,7 @@ def main() -> None:
         if not osp.isdir(args.data_root):
             raise FileNotFoundError(
                 f'Cityscapes root {args.data_root} does not exist')
-        convert_cityscapes_panoptic(args.data_root, args.splits,
-                                    args.out_dir)
+        convert_cityscapes_panoptic(args.data_root, args.splits, args.out_dir)
 
 
 if __name__ == '__main__':

@@ -10,6 +10,8 @@ Examples:
         --resume
     torchrun --nproc_per_node 8 tools/eco/derive_exit_dataset.py CONFIG CKPT \
         --out derived.npz --launcher pytorch
+
+Without CUDA, ``--launcher pytorch`` runs the ranks on CPU with gloo.
 """
 import argparse
 import os
@@ -19,7 +21,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
-from mmengine.config import DictAction  # noqa: E402
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import LOOPS, RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
@@ -75,6 +78,22 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def init_cpu_distributed(cfg: Config) -> None:
+    """Start a gloo process group for ``--launcher pytorch`` without CUDA.
+
+    mmengine's pytorch launcher selects a CUDA device and DDP is given one,
+    which fails on CPU-only machines. Derivation computes no gradients, so
+    ranks only need a process group to agree on their images.
+    """
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    torch.distributed.init_process_group(backend='gloo')
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
 def main() -> None:
     args = parse_args()
     with report_user_errors():
@@ -82,6 +101,9 @@ def main() -> None:
         if not osp.isfile(args.checkpoint):
             raise FileNotFoundError(
                 f'checkpoint {args.checkpoint} does not exist')
+    # Only the panoptic output is scored; it does not depend on these.
+    cfg.model.setdefault('test_cfg', {}).update(
+        instance_on=False, semantic_on=False)
     cfg.launcher = args.launcher
     cfg.load_from = args.checkpoint
     cfg.work_dir = args.work_dir or osp.join(
@@ -90,6 +112,7 @@ def main() -> None:
 
     with report_user_errors(cfg):
         check_dataset_paths(cfg, (f'{args.split}_dataloader', ))
+        init_cpu_distributed(cfg)
         dataloader = derive_dataloader_cfg(cfg, args.split)
         runner = (
             Runner.from_cfg(cfg)

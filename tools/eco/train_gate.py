@@ -89,12 +89,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--seed', type=int, default=0, help='seed of split and training')
     parser.add_argument('--iters', type=int, default=500)
     parser.add_argument('--batch-size', type=int, default=256)
-    parser.add_argument('--lr', type=float, default=1e-2)
+    parser.add_argument('--lr', type=float, default=5e-2)
     parser.add_argument('--weight-decay', type=float, default=1e-4)
     parser.add_argument(
         '--search-steps',
         type=int,
-        default=12,
+        default=8,
         help='bisection steps of the beta search')
     parser.add_argument('--json', help='also write the figures to this file')
     args = parser.parse_args(argv)
@@ -112,7 +112,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             model = build_analysis_model(load_analysis_config(args.config))
             exit_gflops = list(
                 count_exit_gflops(model, [fixed_shape_batch(
-                    model, args.shape)], samples.exits).values())
+                    model, args.shape)], samples.exits, 1).values())
         if args.target_gflops is not None and exit_gflops is None:
             raise ValueError('--target-gflops needs per-exit GFLOPs: pass '
                              '--exit-gflops or --config with --shape')

@@ -26,9 +26,8 @@ def cityscapes_city(file_name: str) -> str:
     """
     match = _CITYSCAPES_IMAGE_NAME.match(osp.basename(file_name))
     if match is None:
-        raise ValueError(
-            f"'{file_name}' is not a Cityscapes image name "
-            '({city}_{sequence:06d}_{frame:06d}_leftImg8bit.png)')
+        raise ValueError(f"'{file_name}' is not a Cityscapes image name "
+                         '({city}_{sequence:06d}_{frame:06d}_leftImg8bit.png)')
     return match.group('city')
 
 

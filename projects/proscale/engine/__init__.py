@@ -1,1 +1,2 @@
-from . import gate_training, hooks, loops  # noqa: F401
+from . import (exit_flops, gate_sweep, gate_training, hooks,  # noqa: F401
+               loops)

@@ -4,46 +4,46 @@ The expected cost of a gated model is ``sum_k share_k * G_k + G_gate``: the
 share of images the gate sends to exit ``k`` times the model's GFLOPs at
 that exit, plus the gate itself (the 1x1 projection of the 1/32 features,
 its pooling and the gate head). All counts use the analysis package's
-counter (papers' convention, deformable sampling excluded).
+counter (papers' convention, deformable sampling excluded), per image at its
+own size, averaged over images.
 """
-from typing import Dict, Iterable, List, Sequence
+from itertools import islice
+from typing import Dict, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..analysis import MaskFormerFlopAnalyzer, count_flops
+from ..analysis import MaskFormerFlopAnalyzer, average_flops
 from ..analysis.flop_count import GIGA
+from ..analysis.model_utils import split_batch
 from ..models.gates import ExitGate
 
 
-def count_exit_gflops(model: nn.Module, data_batches: Iterable[dict],
-                      exits: Sequence[int]) -> Dict[int, float]:
+def count_exit_gflops(model: nn.Module, dataloader: Iterable,
+                      exits: Sequence[int],
+                      num_images: int) -> Dict[int, float]:
     """Mean total GFLOPs of an ``EcoMask2Former`` at every exit.
 
     Args:
         model (nn.Module): An ``EcoMask2Former`` without gated inference
             (``test_cfg.exit_layer`` is not ``'gate'``).
-        data_batches (Iterable[dict]): Data batches (``inputs`` and
-            ``data_samples``), e.g. one-image batches of test images.
+        dataloader (Iterable): Yields data batches (any batch size).
         exits (Sequence[int]): Exits to count.
+        num_images (int): Images to average over.
 
     Returns:
-        dict[int, float]: Exit -> total GFLOPs averaged over the batches.
+        dict[int, float]: Exit -> total GFLOPs per image.
     """
     if model.test_exit_layer == 'gate':
         raise ValueError('count the exits of the parent model, not of its '
                          "gated version (test_cfg.exit_layer='gate')")
-    batches: List[dict] = list(data_batches)
-    if not batches:
-        raise ValueError('need at least one data batch to count GFLOPs')
     previous = model.panoptic_head.pixel_decoder.exit_layer
     gflops = {}
     try:
         for exit_layer in exits:
             model.set_exit(exit_layer)
-            gflops[exit_layer] = sum(
-                count_flops(model, batch)['total']
-                for batch in batches) / len(batches)
+            gflops[exit_layer] = average_flops(model, dataloader,
+                                               num_images)['total']
     finally:
         model.set_exit(previous)
     return gflops
@@ -62,22 +62,50 @@ class _GateForward(nn.Module):
 
 
 @torch.no_grad()
-def count_gate_gflops(model: nn.Module, gate: ExitGate,
-                      data_batch: dict) -> float:
-    """GFLOPs of running an exit gate on one data batch (a one-image batch
-    gives the per-image overhead of gated inference).
+def count_gate_gflops(model: nn.Module, gate: ExitGate, dataloader: Iterable,
+                      num_images: int) -> float:
+    """Mean GFLOPs per image of running an exit gate.
 
     Args:
         model (nn.Module): The ``EcoMask2Former`` (gives the backbone
             features and the pixel decoder's gate input).
-        gate (ExitGate): The gate.
-        data_batch (dict): ``inputs`` and ``data_samples``.
+        gate (ExitGate): The gate (its cost does not depend on its weights).
+        dataloader (Iterable): Yields data batches (any batch size).
+        num_images (int): Images to average over.
 
     Returns:
-        float: GFLOPs of ``gate_features`` and the gate.
+        float: GFLOPs of ``gate_features`` and the gate, per image.
     """
-    data = model.data_preprocessor(data_batch, False)
-    feats = tuple(model.extract_feat(data['inputs']))
-    analyzer = MaskFormerFlopAnalyzer(
-        _GateForward(model.panoptic_head.pixel_decoder, gate).eval(), feats)
-    return analyzer.papers_total() / GIGA
+    images = (image_batch for data_batch in dataloader
+              for image_batch in split_batch(data_batch))
+    counts = []
+    gate_forward = _GateForward(model.panoptic_head.pixel_decoder,
+                                gate).eval()
+    for image_batch in islice(images, num_images):
+        data = model.data_preprocessor(image_batch, False)
+        feats = tuple(model.extract_feat(data['inputs']))
+        counts.append(
+            MaskFormerFlopAnalyzer(gate_forward, feats).papers_total() / GIGA)
+    if not counts:
+        raise ValueError('the dataloader yielded no images')
+    return sum(counts) / len(counts)
+
+
+def expected_gflops(exit_counts: Mapping[int, int],
+                    exit_gflops: Mapping[int, float],
+                    gate_gflops: float = 0.0) -> float:
+    """Expected GFLOPs per image of an exit policy.
+
+    Args:
+        exit_counts (Mapping[int, int]): Images the policy sent to each exit.
+        exit_gflops (Mapping[int, float]): GFLOPs per image at each exit.
+        gate_gflops (float): Per-image overhead of the policy (the gate).
+
+    Returns:
+        float: ``sum_k share_k * G_k + gate_gflops``.
+    """
+    total = sum(exit_counts.values())
+    if total == 0:
+        raise ValueError('the policy saw no images')
+    return sum(count * exit_gflops[k]
+               for k, count in exit_counts.items()) / total + gate_gflops

@@ -16,7 +16,7 @@ gives for each image what ``pq_compute`` would give on that image alone:
 * ground truth: the segments of an image come from the panoptic annotation
   file (``COCOPanoptic.imgToAnns``: ids, category ids, ``iscrowd`` and
   ``area`` as stored there) and its PNG is decoded as the metric decodes it
-  (``mmcv.imfrombytes`` in RGB, then ``rgb2id``).
+  (``mmcv.imfrombytes`` as RGB, then ``rgb2id``).
 """
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -113,13 +113,13 @@ class SingleImagePanopticEvaluator:
             segments (``'id'``, ``'category_id'``, ``'iscrowd'``, ``'area'``
             ...) as stored in the annotation file.
         """
-        png = mmcv.imfrombytes(
+        bgr = mmcv.imfrombytes(
             get(seg_map_path, backend_args=self.backend_args),
             flag='color',
-            channel_order='rgb')
-        if png is None:
+            channel_order='bgr')
+        if bgr is None:
             raise ValueError(f'cannot decode the panoptic PNG {seg_map_path}')
-        return rgb2id(png), self._coco.imgToAnns[image_id]
+        return rgb2id(bgr[..., ::-1]), self._coco.imgToAnns[image_id]
 
     def evaluate(self, image_id: int, seg_map_path: str,
                  predictions: Sequence[PixelData]) -> np.ndarray:

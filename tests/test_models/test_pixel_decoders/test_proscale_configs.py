@@ -3,9 +3,8 @@ import glob
 import os.path as osp
 
 import pytest
-from mmdet.registry import MODELS
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from mmengine.registry import MODELS, init_default_scope
 
 from projects.proscale.models.pixel_decoders import ProScalePixelDecoder
 
@@ -28,9 +27,11 @@ def test_config_builds(path):
     cfg = Config.fromfile(path)
     assert cfg.custom_imports.imports == ['projects.proscale']
     stages = osp.basename(path).split('proscale-')[1][:3]
-    init_default_scope('mmdet')
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
     model = MODELS.build(cfg.model)
-    decoder = model.panoptic_head.pixel_decoder
+    # mmdet detectors hold a panoptic_head, mmseg segmentors a decode_head.
+    head = getattr(model, 'panoptic_head', None) or model.decode_head
+    decoder = head.pixel_decoder
     assert type(decoder) is ProScalePixelDecoder
     assert decoder.num_layers_per_stage == tuple(int(s) for s in stages)
     assert decoder.pixel_embed == 'maxpool'

@@ -24,8 +24,7 @@ from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
 from mmengine.logging import print_log
 from mmengine.utils import mkdir_or_exist
 
-from ..cityscapes_panoptic import (CityscapesPanopticDataset,
-                                   cityscapes_city)
+from ..cityscapes_panoptic import CityscapesPanopticDataset, cityscapes_city
 
 IMAGE_SUFFIX = '_leftImg8bit.png'
 
@@ -73,10 +72,9 @@ def _ordered_categories(official_categories: Sequence[dict],
                              f'found {sorted(by_name)}')
         category = by_name[name]
         if bool(category['isthing']) != (name in metainfo['thing_classes']):
-            raise ValueError(
-                f"{json_file}: category '{name}' has isthing="
-                f"{category['isthing']}, expected "
-                f"{int(name in metainfo['thing_classes'])}")
+            raise ValueError(f"{json_file}: category '{name}' has isthing="
+                             f"{category['isthing']}, expected "
+                             f"{int(name in metainfo['thing_classes'])}")
         categories.append(category)
     return categories
 
@@ -110,8 +108,7 @@ def official_to_mmdet(json_file: str, png_dir: str, image_dir: str,
     images = []
     for image in official['images']:
         file_name = image['id'] + IMAGE_SUFFIX
-        image_path = osp.join(image_dir, cityscapes_city(file_name),
-                              file_name)
+        image_path = osp.join(image_dir, cityscapes_city(file_name), file_name)
         if not osp.isfile(image_path):
             raise FileNotFoundError(
                 f"{json_file}: image '{image['id']}' has no "
@@ -131,9 +128,8 @@ def official_to_mmdet(json_file: str, png_dir: str, image_dir: str,
     with open(out_json, 'w') as f:
         json.dump(
             dict(
-                images=images,
-                annotations=annotations,
-                categories=categories), f)
+                images=images, annotations=annotations, categories=categories),
+            f)
     return len(images)
 
 

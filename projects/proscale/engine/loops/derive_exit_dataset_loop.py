@@ -65,7 +65,8 @@ SPLITS = ('train', 'val')
 # Meta entries that may differ between the runs of one derivation (resume).
 _RUN_SPECIFIC_META = ('config', 'code_version')
 # Config keys that only describe how a run was launched.
-_LAUNCH_KEYS = ('launcher', 'work_dir', 'load_from', 'resume')
+_LAUNCH_KEYS = ('launcher', 'work_dir', 'load_from', 'resume',
+                'model_wrapper_cfg')
 _GATE_INPUT = ('pixel_decoder.gate_features: global average of the projected '
                '1/32 features (input_convs[0], 1x1 conv + GroupNorm), before '
                'position and level embeddings')

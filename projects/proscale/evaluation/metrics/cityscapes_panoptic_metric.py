@@ -24,6 +24,9 @@ from PIL import Image
 from ...datasets.cityscapes_panoptic import cityscapes_city
 
 IMAGE_SUFFIX = '_leftImg8bit.png'
+# One image's prediction (official format) and its statistics (None with
+# ``format_only``).
+ImageResult = Tuple[dict, Optional[PQStat]]
 
 
 @METRICS.register_module()
@@ -200,12 +203,12 @@ class CityscapesPanopticMetric(BaseMetric):
         # the saved predictions) and reports progress on stdout.
         with contextlib.redirect_stdout(io.StringIO()):
             return pq_compute_single_core(
-                0, [(self.gt_annotations[image_id], copy.deepcopy(prediction))],
+                0,
+                [(self.gt_annotations[image_id], copy.deepcopy(prediction))],
                 self.gt_folder, self.pred_folder, self.categories)
 
-    def compute_metrics(
-            self, results: List[Tuple[dict, Optional[PQStat]]]
-    ) -> Dict[str, float]:
+    def compute_metrics(self,
+                        results: List[ImageResult]) -> Dict[str, float]:
         """Average the per-image statistics into PQ, SQ and RQ.
 
         Args:

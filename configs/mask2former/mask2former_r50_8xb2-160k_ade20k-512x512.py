@@ -1,0 +1,13 @@
+# Mask2Former R50 semantic segmentation on ADE20K: mmseg's config and
+# recipe, runnable with this project's tools (tools/train.py,
+# tools/analysis/).
+_base_ = ['mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py']
+custom_imports = dict(
+    imports=['projects.proscale'], allow_failed_imports=False)
+
+# The ADEChallengeData2016 folder of the panoptic configs (mmseg's default is
+# data/ade/ADEChallengeData2016).
+data_root = 'data/ADEChallengeData2016/'
+train_dataloader = dict(dataset=dict(data_root=data_root))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader

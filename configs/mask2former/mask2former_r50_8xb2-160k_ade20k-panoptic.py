@@ -1,0 +1,134 @@
+# Mask2Former R50 on ADE20K panoptic (100 thing + 50 stuff classes), the
+# recipe of Mask2Former's `ade20k/panoptic-segmentation/
+# maskformer2_R50_bs16_160k.yaml`: frozen-BN backbone, 100 queries, shortest
+# side in {320, 384, ..., 1280} (longest <= 2560), 640x640 crops padded to
+# 640x640, SSD colour jitter, flips; batch 16, AdamW lr 1e-4, poly decay over
+# 160k iterations; test at shortest side 640 (longest <= 2560). The reference
+# trains with AMP: add `--amp` to tools/train.py. Prepare the data with
+# `python tools/dataset_converters/ade20k_panoptic.py
+# data/ADEChallengeData2016`.
+_base_ = ['mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py']
+custom_imports = dict(
+    imports=['projects.proscale'], allow_failed_imports=False)
+
+num_things_classes = 100
+num_stuff_classes = 50
+num_classes = num_things_classes + num_stuff_classes
+crop_size = (640, 640)
+
+data_preprocessor = dict(batch_augments=[
+    dict(
+        type='BatchFixedSizePad',
+        size=crop_size,
+        img_pad_value=0,
+        pad_mask=True,
+        mask_pad_value=0,
+        pad_seg=True,
+        seg_pad_value=255)
+])
+model = dict(
+    data_preprocessor=data_preprocessor,
+    panoptic_head=dict(
+        num_things_classes=num_things_classes,
+        num_stuff_classes=num_stuff_classes,
+        loss_cls=dict(class_weight=[1.0] * num_classes + [0.1])),
+    panoptic_fusion_head=dict(
+        num_things_classes=num_things_classes,
+        num_stuff_classes=num_stuff_classes),
+    test_cfg=dict(
+        panoptic_on=True,
+        semantic_on=False,
+        instance_on=False,
+        iou_thr=0.8,
+        object_mask_thr=0.8))
+
+# dataset settings
+dataset_type = 'ADE20KPanopticDataset'
+data_root = 'data/ADEChallengeData2016/'
+backend_args = None
+train_pipeline = [
+    dict(type='LoadImageFromFile', to_float32=True, backend_args=backend_args),
+    dict(
+        type='LoadPanopticAnnotations',
+        with_bbox=True,
+        with_mask=True,
+        with_seg=True,
+        backend_args=backend_args),
+    # Shortest-edge resize with the longest side capped at 2560.
+    dict(
+        type='RandomChoiceResize',
+        scales=[(2560, int(640 * x * 0.1)) for x in range(5, 21)],
+        keep_ratio=True),
+    dict(
+        type='RandomCrop',
+        crop_size=crop_size,
+        crop_type='absolute',
+        recompute_bbox=True,
+        allow_negative_crop=True),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='Resize', scale=(2560, 640), keep_ratio=True),
+    dict(type='LoadPanopticAnnotations', backend_args=backend_args),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+train_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='ade20k_panoptic_train.json',
+        data_prefix=dict(img='images/training/', seg='ade20k_panoptic_train/'),
+        pipeline=train_pipeline,
+        backend_args=backend_args))
+val_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='ade20k_panoptic_val.json',
+        data_prefix=dict(img='images/validation/', seg='ade20k_panoptic_val/'),
+        test_mode=True,
+        pipeline=test_pipeline,
+        backend_args=backend_args))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(
+    _delete_=True,
+    type='CocoPanopticMetric',
+    ann_file=data_root + 'ade20k_panoptic_val.json',
+    seg_prefix=data_root + 'ade20k_panoptic_val/',
+    backend_args=backend_args)
+test_evaluator = val_evaluator
+
+# learning policy: poly decay, no warm-up, 160k iterations at batch 16
+max_iters = 160000
+interval = 5000
+param_scheduler = dict(
+    _delete_=True,
+    type='PolyLR',
+    eta_min=0,
+    power=0.9,
+    begin=0,
+    end=max_iters,
+    by_epoch=False)
+train_cfg = dict(
+    type='IterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=interval,
+    dynamic_intervals=None)
+default_hooks = dict(
+    checkpoint=dict(
+        type='CheckpointHook',
+        by_epoch=False,
+        save_last=True,
+        max_keep_ckpts=3,
+        interval=interval,
+        save_best='coco_panoptic/PQ',
+        rule='greater'))

@@ -1,0 +1,7 @@
+# Mask2Former Swin-T semantic segmentation on Cityscapes (mmseg's config and
+# recipe), runnable with this project's tools (tools/train.py,
+# tools/analysis/).
+_base_ = ['mmseg::mask2former/'
+          'mask2former_swin-t_8xb2-90k_cityscapes-512x1024.py']
+custom_imports = dict(
+    imports=['projects.proscale'], allow_failed_imports=False)

@@ -1,0 +1,165 @@
+"""Tables and plots of a beta sweep: quality vs. compute of exit policies.
+
+``tools/eco/sweep_beta.py`` trains one gate per beta, evaluates every gate
+and every fixed exit on the test set in one pass (``ExitPolicyTestLoop``) and
+turns the results into rows (:func:`sweep_rows`), a text table
+(:func:`format_sweep`) and a PQ-vs-GFLOPs plot (:func:`plot_sweep`).
+"""
+from typing import Dict, List, Mapping, Optional
+
+from .exit_flops import expected_gflops
+from .loops.exit_policy_test_loop import fixed_exit_policy
+
+# Panoptic metrics reported per policy, matched against the last part of the
+# evaluator's keys (e.g. 'coco_panoptic/PQ').
+SWEEP_METRICS = ('PQ', 'SQ', 'RQ', 'PQ_th', 'PQ_st')
+
+
+def _panoptic_metrics(metrics: Mapping[str, float]) -> Dict[str, float]:
+    """Pick :data:`SWEEP_METRICS` out of an evaluator's results."""
+    by_name = {key.rsplit('/', 1)[-1]: value for key, value in metrics.items()}
+    if 'PQ' not in by_name:
+        raise ValueError('the test evaluator reports no PQ (metrics: '
+                         f'{sorted(metrics)}); the sweep needs a panoptic '
+                         'metric such as CocoPanopticMetric')
+    return {
+        name: float(by_name[name])
+        for name in SWEEP_METRICS if name in by_name
+    }
+
+
+def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
+               exit_counts: Mapping[str, Mapping[int, int]],
+               exits: List[int],
+               betas: Mapping[str, float],
+               exit_gflops: Optional[Mapping[int, float]] = None,
+               gate_gflops: float = 0.0) -> List[dict]:
+    """One row per exit policy: its quality and expected cost.
+
+    Args:
+        per_policy (Mapping[str, Mapping[str, float]]): Policy -> metrics
+            (``split_policy_metrics`` of the loop's results).
+        exit_counts (Mapping[str, Mapping[int, int]]): Policy -> images sent
+            to each exit.
+        exits (list[int]): The fixed exits evaluated, increasing; the last
+            is the full model.
+        betas (Mapping[str, float]): Gate policy name -> its beta.
+        exit_gflops (Mapping[int, float], optional): GFLOPs per image at
+            each exit.
+        gate_gflops (float): Per-image GFLOPs of running a gate.
+
+    Returns:
+        list[dict]: Rows with ``policy``, ``kind`` ('fixed' or 'gate'),
+        ``exit`` (fixed) or ``beta`` (gate), ``full_model``, the metrics of
+        :data:`SWEEP_METRICS`, ``mean_depth``, ``exit_shares`` and, with
+        ``exit_gflops``, ``gflops``. Fixed exits come first, then the gates
+        by increasing beta.
+    """
+    policies = [(fixed_exit_policy(k), 'fixed') for k in exits] + [
+        (name, 'gate') for name in sorted(betas, key=betas.get)
+    ]
+    rows = []
+    for name, kind in policies:
+        counts = {int(k): int(n) for k, n in exit_counts[name].items()}
+        total = sum(counts.values())
+        row = dict(policy=name, kind=kind)
+        if kind == 'fixed':
+            exit_layer = int(name[len('exit'):])
+            row.update(exit=exit_layer, full_model=exit_layer == exits[-1])
+        else:
+            row.update(beta=betas[name], full_model=False)
+        row.update(_panoptic_metrics(per_policy[name]))
+        row['mean_depth'] = sum(k * n for k, n in counts.items()) / total
+        row['exit_shares'] = {
+            k: counts.get(k, 0) / total
+            for k in sorted(set(exits) | set(counts))
+        }
+        if exit_gflops is not None:
+            row['gflops'] = expected_gflops(
+                counts, exit_gflops, gate_gflops if kind == 'gate' else 0.0)
+        rows.append(row)
+    return rows
+
+
+def format_sweep(rows: List[dict]) -> str:
+    """Format sweep rows as a text table."""
+    metrics = [m for m in SWEEP_METRICS if all(m in row for row in rows)]
+    header = ['policy', 'beta'] + metrics + ['depth']
+    with_gflops = all('gflops' in row for row in rows)
+    if with_gflops:
+        header.append('GFLOPs')
+    header.append('exit shares')
+    lines = [header]
+    for row in rows:
+        name = row['policy'] + (' (full)' if row['full_model'] else '')
+        line = [name, f"{row['beta']:g}" if 'beta' in row else '-']
+        line += [f'{row[m]:.2f}' for m in metrics]
+        line.append(f"{row['mean_depth']:.2f}")
+        if with_gflops:
+            line.append(f"{row['gflops']:.3f}")
+        line.append(' '.join(f'{k}:{share:.0%}'
+                             for k, share in row['exit_shares'].items()))
+        lines.append(line)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return '\n'.join('  '.join(cell.ljust(width)
+                               for cell, width in zip(line, widths)).rstrip()
+                     for line in lines)
+
+
+def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
+    """Plot PQ against expected GFLOPs (or mean depth) of every policy.
+
+    Fixed exits form one line (the deepest marked as the full model), each
+    gate is a labelled point.
+
+    Args:
+        rows (list[dict]): Output of :func:`sweep_rows`.
+        path (str): Output image (PNG).
+        title (str): Plot title.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    x_key = 'gflops' if all('gflops' in row for row in rows) else \
+        'mean_depth'
+    fixed = [row for row in rows if row['kind'] == 'fixed']
+    gates = [row for row in rows if row['kind'] == 'gate']
+    figure, axes = plt.subplots(figsize=(6.4, 4.8))
+    axes.plot([row[x_key] for row in fixed], [row['PQ'] for row in fixed],
+              'o-',
+              color='tab:blue',
+              label='fixed exit')
+    for row in fixed:
+        axes.annotate(
+            f"{row['exit']}", (row[x_key], row['PQ']),
+            textcoords='offset points',
+            xytext=(0, -12),
+            ha='center',
+            fontsize=8)
+    full = [row for row in fixed if row['full_model']]
+    axes.plot([row[x_key] for row in full], [row['PQ'] for row in full],
+              '*',
+              color='black',
+              markersize=14,
+              label='full model')
+    axes.plot([row[x_key] for row in gates], [row['PQ'] for row in gates],
+              's',
+              color='tab:red',
+              label='gated (ECO-M2F)')
+    for row in gates:
+        axes.annotate(
+            f"β={row['beta']:g}", (row[x_key], row['PQ']),
+            textcoords='offset points',
+            xytext=(4, 4),
+            fontsize=8)
+    axes.set_xlabel('expected GFLOPs per image'
+                    if x_key == 'gflops' else 'mean encoder layers')
+    axes.set_ylabel('PQ')
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc='lower right')
+    if title:
+        axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

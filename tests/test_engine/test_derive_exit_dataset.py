@@ -1,0 +1,180 @@
+"""ECO-M2F step B end to end: tools/eco/derive_exit_dataset.py on the
+synthetic dataset, interrupted and resumed, and on two gloo processes."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from projects.proscale.evaluation import load_exit_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG = str(REPO_ROOT / 'configs/eco_m2f/'
+             'eco-m2f-parent_r18_1xb4-tiny_synthetic-panoptic.py')
+TOOL = 'tools/eco/derive_exit_dataset.py'
+EXITS = [2, 3, 4, 5, 6]
+# One thread per process: results must not depend on how work is split.
+ENV = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+# Run the tool, SIGKILL it right after its second partial-result file and
+# leave a half-written temporary file behind, as a crash mid-write would.
+KILL_AFTER_TWO_CHUNKS = """
+import os, runpy, signal, sys
+from projects.proscale.evaluation import exit_dataset
+save = exit_dataset.ExitDataset.save
+saved = []
+def save_then_die(self, path):
+    save(self, path)
+    saved.append(path)
+    if len(saved) == 2:
+        with open(os.path.join(os.path.dirname(path), '.x.npz.tmp'), 'wb') as f:
+            f.write(b'half')
+        os.kill(os.getpid(), signal.SIGKILL)
+exit_dataset.ExitDataset.save = save_then_die
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+@pytest.fixture(scope='module')
+def parent_checkpoint(tmp_path_factory) -> str:
+    """A tiny ECO parent with seeded random weights (the loop's behaviour,
+    not the model's quality, is under test)."""
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(CONFIG).model)
+    model.init_weights()
+    path = tmp_path_factory.mktemp('parent') / 'parent.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def derive_args(parent_checkpoint, synthetic_cfg_options):
+    """Builds the tool's arguments for an output file."""
+
+    def args(out, *extra):
+        return [
+            CONFIG, parent_checkpoint, '--out',
+            str(out), '--work-dir',
+            str(Path(out).parent / 'logs'), *extra, '--cfg-options',
+            *synthetic_cfg_options
+        ]
+
+    return args
+
+
+@pytest.fixture(scope='module')
+def reference(derive_args, run_tool, tmp_path_factory) -> Path:
+    """The dataset derived by one uninterrupted process."""
+    out = tmp_path_factory.mktemp('reference') / 'derived.npz'
+    run_tool(TOOL, *derive_args(out, '--save-interval', '5'), env=ENV)
+    return out
+
+
+def _assert_same_content(path: Path, expected: Path) -> None:
+    a, b = load_exit_dataset(str(path)), load_exit_dataset(str(expected))
+    for name in ('image_ids', 'exits', 'pq', 'sq', 'rq', 'gate_inputs'):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.meta == b.meta
+
+
+def test_reference_dataset(reference, synthetic_data_root, parent_checkpoint):
+    ann_file = f'{synthetic_data_root}annotations/panoptic_train.json'
+    data = load_exit_dataset(
+        str(reference),
+        expected_exits=EXITS,
+        expected_dataset=dict(split='train', ann_file=ann_file))
+    image_ids = sorted(image['id']
+                       for image in json.loads(Path(ann_file).read_text())
+                       ['images'])
+    assert data.image_ids.tolist() == image_ids
+    assert data.meta['dataset']['num_images'] == len(image_ids)
+    assert data.gate_inputs.shape == (len(image_ids), 64)
+    assert len(np.unique(data.gate_inputs, axis=0)) == len(image_ids)
+    assert np.isfinite(data.quality('pq', 'All')).all()
+    assert ((data.pq >= 0) & (data.pq <= 1) | np.isnan(data.pq)).all()
+    assert data.meta['checkpoint']['path'] == parent_checkpoint
+    assert len(data.meta['checkpoint']['sha256']) == 64
+    assert 'RandomFlip' not in str(data.meta['pipeline'])
+    assert not Path(f'{reference}.parts').exists()
+
+
+def test_resume_after_kill_equals_uninterrupted_run(derive_args, run_tool,
+                                                    reference, tmp_path):
+    out = tmp_path / 'derived.npz'
+    killed = subprocess.run(
+        [
+            sys.executable, '-c', KILL_AFTER_TWO_CHUNKS, TOOL,
+            *derive_args(out, '--save-interval', '3')
+        ],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            **ENV
+        },
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    parts = Path(f'{out}.parts')
+    assert not out.exists()
+    assert len(list(parts.glob('*.npz'))) == 2
+
+    resumed = run_tool(
+        TOOL, *derive_args(out, '--resume', '--save-interval', '4'), env=ENV)
+    num_images = len(load_exit_dataset(str(reference)))
+    assert (f'deriving exits {EXITS} of {num_images - 6} of {num_images} '
+            'images') in resumed.stdout + resumed.stderr
+    _assert_same_content(out, reference)
+    assert not parts.exists()
+
+
+def test_two_gloo_processes_equal_one(derive_args, reference, tmp_path):
+    out = tmp_path / 'derived.npz'
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.run(
+        [
+            sys.executable, '-m', 'torch.distributed.run',
+            '--nproc_per_node', '2', '--master_port',
+            str(port), TOOL, *derive_args(out, '--save-interval', '3'),
+            '--launcher', 'pytorch'
+        ],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            **ENV
+        },
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert 'on 2 rank(s)' in proc.stdout + proc.stderr
+    _assert_same_content(out, reference)
+
+
+def test_mismatched_resume_fails_and_keeps_output(derive_args, run_tool,
+                                                  reference, tmp_path):
+    out = tmp_path / 'derived.npz'
+    shutil.copy(reference, out)
+    before = out.read_bytes()
+    refused = run_tool(
+        TOOL,
+        *derive_args(out, '--resume', '--exits', '2', '6'),
+        env=ENV,
+        returncode=None)
+    assert refused.returncode != 0
+    assert f"--resume: {out} was derived with different ['exits']" in (
+        refused.stderr)
+    assert out.read_bytes() == before

@@ -1,0 +1,121 @@
+"""End-to-end ``tools/train.py`` and ``tools/test.py`` runs (subprocesses)."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_CONFIG = ('configs/mask2former/'
+               'mask2former_r18_1xb4-tiny_synthetic-panoptic.py')
+TRAIN = 'tools/train.py'
+TEST = 'tools/test.py'
+# Short runs: 4 iterations of batch 2, a checkpoint every 2 iterations,
+# validation at the end, every iteration logged.
+SHORT_RUN = ('train_cfg.max_iters=4', 'train_cfg.val_interval=4',
+             'default_hooks.checkpoint.interval=2',
+             'default_hooks.logger.interval=1',
+             'train_dataloader.batch_size=2')
+
+
+def _log_text(work_dir: Path) -> str:
+    """Concatenate the runner logs of every run in ``work_dir``."""
+    return '\n'.join(
+        path.read_text() for path in sorted(work_dir.glob('*/*.log')))
+
+
+def _last_scalars(work_dir: Path) -> dict:
+    """Return the last record of the newest run's ``scalars.json``."""
+    path = sorted(work_dir.glob('*/vis_data/scalars.json'))[-1]
+    return json.loads(path.read_text().strip().splitlines()[-1])
+
+
+def _checkpoint_iter(path: Path) -> int:
+    return torch.load(str(path), map_location='cpu')['meta']['iter']
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, run_tool, synthetic_cfg_options):
+    """Work dir of a 4-iteration training run of the tiny config."""
+    work_dir = tmp_path_factory.mktemp('train')
+    run_tool(TRAIN, TINY_CONFIG, '--work-dir', work_dir, '--cfg-options',
+             *synthetic_cfg_options, *SHORT_RUN)
+    return work_dir
+
+
+def test_train_validates_with_pq(trained):
+    assert (trained / 'iter_2.pth').is_file()
+    assert _checkpoint_iter(trained / 'iter_4.pth') == 4
+    scalars = _last_scalars(trained)
+    assert 0 <= scalars['coco_panoptic/PQ'] <= 100
+    assert 'coco/segm_mAP' in scalars
+    assert 'Iter(train) [4/4]' in _log_text(trained)
+
+
+def test_test_evaluates_checkpoint(trained, tmp_path, run_tool,
+                                   synthetic_cfg_options):
+    out = tmp_path / 'results.pkl'
+    run_tool(TEST, TINY_CONFIG, trained / 'iter_4.pth', '--work-dir',
+             tmp_path, '--out', out, '--cfg-options', *synthetic_cfg_options)
+    assert out.is_file()
+    scalars = json.loads(next(tmp_path.glob('*/*.json')).read_text())
+    assert 0 <= scalars['coco_panoptic/PQ'] <= 100
+    assert {'coco_panoptic/SQ', 'coco_panoptic/RQ'} <= set(scalars)
+
+
+def test_resume_continues_from_saved_iteration(trained, tmp_path, run_tool,
+                                               synthetic_cfg_options):
+    work_dir = tmp_path / 'resumed'
+    shutil.copytree(trained, work_dir)
+    run_tool(TRAIN, TINY_CONFIG, '--work-dir', work_dir, '--resume',
+             '--cfg-options', *synthetic_cfg_options, *SHORT_RUN,
+             'train_cfg.max_iters=6', 'train_cfg.val_interval=6')
+    newest_log = sorted(work_dir.glob('*/*.log'))[-1].read_text()
+    assert 'resumed epoch: 0, iter: 4' in newest_log
+    assert 'Iter(train) [5/6]' in newest_log
+    assert 'Iter(train) [1/6]' not in newest_log
+    assert _checkpoint_iter(work_dir / 'iter_6.pth') == 6
+
+
+def _corrupt_copy(data_root: str, tmp_path: Path, pattern: str) -> str:
+    """Copy the dataset and overwrite the files matching ``pattern``."""
+    root = tmp_path / 'data'
+    shutil.copytree(data_root, root)
+    for path in root.glob(pattern):
+        path.write_bytes(b'\x00not an image or json')
+    return f'{root}/'
+
+
+@pytest.mark.parametrize('case', [
+    'missing_data_root', 'cfg_options_typo', 'unreadable_annotation',
+    'unreadable_image'
+])
+def test_bad_input_gives_one_clear_error(case, tmp_path, run_tool,
+                                         synthetic_data_root,
+                                         make_synthetic_cfg_options):
+    data_root, extra, named = synthetic_data_root, [], None
+    if case == 'missing_data_root':
+        data_root = str(tmp_path / 'nowhere') + '/'
+        named = data_root
+    elif case == 'cfg_options_typo':
+        extra, named = ['train_cfg.max_iter=3'], 'train_cfg.max_iter'
+    elif case == 'unreadable_annotation':
+        data_root = _corrupt_copy(data_root, tmp_path,
+                                  'annotations/panoptic_train.json')
+        named = 'panoptic_train.json'
+    else:
+        data_root = _corrupt_copy(data_root, tmp_path, 'train/*.jpg')
+        named = f'{data_root}train/'
+    proc = run_tool(
+        TRAIN,
+        TINY_CONFIG,
+        '--work-dir',
+        tmp_path / 'work',
+        '--cfg-options',
+        *make_synthetic_cfg_options(data_root),
+        *SHORT_RUN,
+        *extra,
+        returncode=2)
+    assert 'Traceback' not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if 'error' in line]
+    assert len(errors) == 1 and named in errors[0], proc.stderr
