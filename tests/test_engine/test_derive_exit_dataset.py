@@ -11,16 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from mmdet.registry import MODELS
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
 from projects.proscale.evaluation import load_exit_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIG = str(REPO_ROOT / 'configs/eco_m2f/'
-             'eco-m2f-parent_r18_1xb4-tiny_synthetic-panoptic.py')
 TOOL = 'tools/eco/derive_exit_dataset.py'
 EXITS = [2, 3, 4, 5, 6]
 # One thread per process: results must not depend on how work is split.
@@ -36,7 +30,8 @@ def save_then_die(self, path):
     save(self, path)
     saved.append(path)
     if len(saved) == 2:
-        with open(os.path.join(os.path.dirname(path), '.x.npz.tmp'), 'wb') as f:
+        stray = os.path.join(os.path.dirname(path), '.x.npz.tmp')
+        with open(stray, 'wb') as f:
             f.write(b'half')
         os.kill(os.getpid(), signal.SIGKILL)
 exit_dataset.ExitDataset.save = save_then_die
@@ -46,25 +41,14 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 
 
 @pytest.fixture(scope='module')
-def parent_checkpoint(tmp_path_factory) -> str:
-    """A tiny ECO parent with seeded random weights (the loop's behaviour,
-    not the model's quality, is under test)."""
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(CONFIG).model)
-    model.init_weights()
-    path = tmp_path_factory.mktemp('parent') / 'parent.pth'
-    torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
-    return str(path)
-
-
-@pytest.fixture(scope='module')
-def derive_args(parent_checkpoint, synthetic_cfg_options):
-    """Builds the tool's arguments for an output file."""
+def derive_args(tiny_eco_parent_checkpoint, synthetic_cfg_options):
+    """Builds the tool's arguments for an output file (the tiny parent on
+    the synthetic training split)."""
+    config, checkpoint = tiny_eco_parent_checkpoint
 
     def args(out, *extra):
         return [
-            CONFIG, parent_checkpoint, '--out',
+            config, checkpoint, '--out',
             str(out), '--work-dir',
             str(Path(out).parent / 'logs'), *extra, '--cfg-options',
             *synthetic_cfg_options
@@ -88,7 +72,8 @@ def _assert_same_content(path: Path, expected: Path) -> None:
     assert a.meta == b.meta
 
 
-def test_reference_dataset(reference, synthetic_data_root, parent_checkpoint):
+def test_reference_dataset(reference, synthetic_data_root,
+                           tiny_eco_parent_checkpoint):
     ann_file = f'{synthetic_data_root}annotations/panoptic_train.json'
     data = load_exit_dataset(
         str(reference),
@@ -103,7 +88,7 @@ def test_reference_dataset(reference, synthetic_data_root, parent_checkpoint):
     assert len(np.unique(data.gate_inputs, axis=0)) == len(image_ids)
     assert np.isfinite(data.quality('pq', 'All')).all()
     assert ((data.pq >= 0) & (data.pq <= 1) | np.isnan(data.pq)).all()
-    assert data.meta['checkpoint']['path'] == parent_checkpoint
+    assert data.meta['checkpoint']['path'] == tiny_eco_parent_checkpoint[1]
     assert len(data.meta['checkpoint']['sha256']) == 64
     assert 'RandomFlip' not in str(data.meta['pipeline'])
     assert not Path(f'{reference}.parts').exists()

@@ -30,7 +30,8 @@ from projects.proscale.engine.exit_flops import count_exit_gflops  # noqa: E402,
 from projects.proscale.engine.gate_training import (  # noqa: E402
     GATE_LOSSES, fit_gate, format_gate_metrics, gate_meta, load_exit_samples)
 from projects.proscale.models.gates import save_gate  # noqa: E402
-from projects.proscale.utils.cli import report_user_errors  # noqa: E402
+from projects.proscale.utils.cli import (UserInputError,  # noqa: E402
+                                         report_user_errors)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -100,22 +101,27 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.config is not None and args.shape is None:
         parser.error('--config needs --shape H W')
+    if args.target_gflops is not None and args.exit_gflops is None and (
+            args.config is None):
+        parser.error('--target-gflops needs per-exit GFLOPs: pass '
+                     '--exit-gflops or --config with --shape')
     return args
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     with report_user_errors():
-        samples = load_exit_samples(args.derived, args.metric, args.group)
+        try:
+            samples = load_exit_samples(args.derived, args.metric,
+                                        args.group)
+        except ValueError as error:
+            raise UserInputError(str(error)) from error
         exit_gflops = args.exit_gflops
         if args.config is not None:
             model = build_analysis_model(load_analysis_config(args.config))
             exit_gflops = list(
                 count_exit_gflops(model, [fixed_shape_batch(
                     model, args.shape)], samples.exits, 1).values())
-        if args.target_gflops is not None and exit_gflops is None:
-            raise ValueError('--target-gflops needs per-exit GFLOPs: pass '
-                             '--exit-gflops or --config with --shape')
         budget = (
             args.target_depth
             if args.target_depth is not None else args.target_gflops)

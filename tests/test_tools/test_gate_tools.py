@@ -1,0 +1,189 @@
+"""ECO-M2F step C tools: train_gate.py, merge_gate.py, sweep_beta.py and a
+merged gated checkpoint in tools/test.py.
+
+train_gate, merge_gate and sweep_beta run in-process through their ``main``
+(each subprocess costs an import of torch and mmdet); tools/test.py runs as
+a real subprocess on the session's tiny parent.
+"""
+import importlib.util
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from projects.proscale.evaluation import ExitDataset
+from projects.proscale.evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
+                                                       EXIT_DATASET_VERSION)
+from projects.proscale.models.gates import load_gate
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GATED_CONFIG = (
+    'configs/eco_m2f/eco-m2f-gated_r18_1xb4-tiny_synthetic-panoptic.py')
+EXITS = (2, 3, 4, 5, 6)
+
+
+def _tool(name):
+    """Import ``tools/eco/<name>.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(
+        f'eco_tool_{name}', REPO_ROOT / 'tools' / 'eco' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True, scope='module')
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def derived(tmp_path_factory) -> str:
+    """A derived exit dataset for the tiny parent's 64-d gate input, whose
+    images gain from depth in proportion to gate input channel 0."""
+    rng = np.random.default_rng(0)
+    num = 200
+    gate_inputs = rng.normal(size=(num, 64)).astype(np.float32)
+    difficulty = 1 / (1 + np.exp(-3 * gate_inputs[:, 0]))
+    quality = 0.9 - 0.6 * difficulty[:, None] * np.exp(
+        -(np.array(EXITS) - 2) / 1.5)
+    pq = np.repeat(quality[:, :, None], 3, axis=2)
+    path = str(tmp_path_factory.mktemp('derived') / 'derived.npz')
+    ExitDataset(
+        image_ids=np.arange(num),
+        exits=EXITS,
+        pq=pq,
+        sq=pq,
+        rq=pq,
+        gate_inputs=gate_inputs,
+        meta=dict(
+            format=EXIT_DATASET_FORMAT,
+            format_version=EXIT_DATASET_VERSION,
+            exits=list(EXITS),
+            checkpoint=dict(path='parent.pth', sha256='0' * 64))).save(path)
+    return path
+
+
+def test_train_gate_with_beta(derived, tmp_path, capsys):
+    gate_file = tmp_path / 'gate.pth'
+    figures = _tool('train_gate').main([
+        derived, '--beta', '0.02', '--out',
+        str(gate_file), '--iters', '150', '--exit-gflops', '10', '11', '12',
+        '13', '14', '--json',
+        str(tmp_path / 'gate.json')
+    ])
+    out = capsys.readouterr().out
+    for text in ('gate accuracy', 'exit histogram', 'expected encoder depth',
+                 'expected GFLOPs', 'held-out split (40 images)'):
+        assert text in out
+    assert f"gate accuracy           {figures['val']['accuracy']:.1%}" in out
+    assert figures['val']['mean_gflops'] == pytest.approx(
+        figures['val']['mean_depth'] + 8)
+    gate, meta = load_gate(str(gate_file))
+    assert gate.exits == EXITS and gate.in_channels == 64
+    assert meta['beta'] == 0.02 and meta['loss'] == 'hard_ce'
+    assert meta['derived']['checkpoint']['path'] == 'parent.pth'
+    assert json.loads((tmp_path / 'gate.json').read_text())['beta'] == 0.02
+
+
+def test_train_gate_for_a_depth_budget(derived, tmp_path, capsys):
+    figures = _tool('train_gate').main([
+        derived, '--target-depth', '4', '--out',
+        str(tmp_path / 'gate.pth'), '--iters', '60', '--search-steps', '3',
+        '--loss', 'soft_ce', '--hidden-channels', '8'
+    ])
+    assert 'beta search for a budget of 4 layers' in capsys.readouterr().out
+    assert figures['val']['mean_depth'] <= 4
+    assert figures['beta'] in [trial['beta'] for trial in figures['trials']]
+    assert load_gate(str(tmp_path / 'gate.pth'))[0].hidden_channels == 8
+
+
+def test_train_gate_input_errors(derived, tmp_path, capsys):
+    train_gate = _tool('train_gate')
+    with pytest.raises(SystemExit) as error:
+        train_gate.main([
+            derived, '--target-gflops', '12', '--out',
+            str(tmp_path / 'gate.pth')
+        ])
+    assert error.value.code == 2
+    assert '--target-gflops needs per-exit GFLOPs' in capsys.readouterr().err
+    (tmp_path / 'corrupt.npz').write_bytes(b'not a zip file')
+    for name in ('missing.npz', 'corrupt.npz'):
+        with pytest.raises(SystemExit) as error:
+            train_gate.main([
+                str(tmp_path / name), '--beta', '0.1', '--out',
+                str(tmp_path / 'gate.pth')
+            ])
+        assert error.value.code == 2
+        assert name in capsys.readouterr().err
+    assert not (tmp_path / 'gate.pth').exists()
+
+
+def test_merged_checkpoint_runs_in_test_py(tiny_eco_parent_checkpoint,
+                                           synthetic_cfg_options, run_tool,
+                                           derived, tmp_path):
+    _, parent = tiny_eco_parent_checkpoint
+    gate_file = str(tmp_path / 'gate.pth')
+    merged = str(tmp_path / 'merged.pth')
+    _tool('train_gate').main(
+        [derived, '--beta', '0.005', '--out', gate_file, '--iters', '100'])
+    _tool('merge_gate').main(
+        [parent, gate_file, '--out', merged, '--config', GATED_CONFIG])
+    merged_state = torch.load(merged)['state_dict']
+    assert bool(merged_state['gate.trained'])
+    torch.testing.assert_close(merged_state['gate.head.weight'],
+                               load_gate(gate_file)[0].head.weight)
+
+    results = tmp_path / 'results.pkl'
+    proc = run_tool(
+        'tools/test.py',
+        GATED_CONFIG,
+        merged,
+        '--out',
+        str(results),
+        '--work-dir',
+        str(tmp_path / 'work_dir'),
+        '--cfg-options',
+        *synthetic_cfg_options,
+        timeout=600)
+    assert 'coco_panoptic/PQ' in proc.stdout + proc.stderr
+    with open(results, 'rb') as f:
+        predictions = pickle.load(f)
+    assert predictions and all(p['exit_layer'] in EXITS for p in predictions)
+
+
+
+def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options,
+                    derived, tmp_path, capsys):
+    config, parent = tiny_eco_parent_checkpoint
+    out_dir = tmp_path / 'sweep'
+    rows = _tool('sweep_beta').main([
+        config, parent, derived, '--betas', '1', '0', '--out-dir',
+        str(out_dir), '--iters', '100', '--flops-images', '1',
+        '--cfg-options', *synthetic_cfg_options
+    ])
+    assert 'exit6 (full)' in capsys.readouterr().out
+    table = json.loads((out_dir / 'sweep.json').read_text())
+    assert [row['policy'] for row in table['rows']] == [
+        'exit2', 'exit3', 'exit4', 'exit5', 'exit6', 'beta0', 'beta1'
+    ]
+    by_policy = {row['policy']: row for row in rows}
+    assert by_policy['exit6']['full_model']
+    assert by_policy['exit4']['mean_depth'] == 4
+    gflops = [by_policy[f'exit{k}']['gflops'] for k in EXITS]
+    assert all(a < b for a, b in zip(gflops, gflops[1:]))
+    # beta 1 makes every target the shallowest exit: the gated model is
+    # exit 2 plus the gate, with exactly exit 2's dataset-level PQ
+    shallow = by_policy['beta1']
+    assert shallow['exit_shares'][2] == 1.0
+    assert shallow['PQ'] == by_policy['exit2']['PQ']
+    assert shallow['gflops'] == pytest.approx(
+        by_policy['exit2']['gflops'] + table['gate_gflops'])
+    assert 0 < table['gate_gflops'] < 0.01 * gflops[0]
+    assert (out_dir / 'sweep.png').stat().st_size > 0
+    assert load_gate(by_policy['beta0']['gate_file'])[1]['beta'] == 0
