@@ -2,7 +2,7 @@
 # deformable encoder may exit after layer 2, ..., 6; trained with one exit per
 # iteration drawn uniformly and its loss weighted by alpha_k = k.
 _base_ = [
-    'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py',
+    '../mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py',
     './_base_/eco_m2f_parent.py'
 ]
 custom_imports = dict(

@@ -1,6 +1,6 @@
 # ECO-M2F parent (step A), Swin-T, COCO panoptic (the paper's main setting).
 _base_ = [
-    'mmdet::mask2former/'
+    '../mask2former/'
     'mask2former_swin-t-p4-w7-224_8xb2-lsj-50e_coco-panoptic.py',
     './_base_/eco_m2f_parent.py'
 ]

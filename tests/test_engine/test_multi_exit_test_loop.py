@@ -42,8 +42,7 @@ def test_split_exit_metrics():
     }
 
 
-def test_each_exit_feeds_its_own_evaluator(synthetic_cfg_overrides,
-                                           tmp_path):
+def test_each_exit_feeds_its_own_evaluator(synthetic_cfg_overrides, tmp_path):
     cfg = Config.fromfile(TINY_ECO)
     cfg.merge_from_dict(synthetic_cfg_overrides)
     torch.manual_seed(0)
@@ -73,8 +72,9 @@ def test_each_exit_feeds_its_own_evaluator(synthetic_cfg_overrides,
 
 def test_rejects_a_model_without_exits(synthetic_cfg_overrides, tmp_path):
     cfg = Config.fromfile(
-        osp.join(REPO_ROOT, 'configs/mask2former/'
-                 'mask2former_r18_1xb4-tiny_synthetic-panoptic.py'))
+        osp.join(
+            REPO_ROOT, 'configs/mask2former/'
+            'mask2former_r18_1xb4-tiny_synthetic-panoptic.py'))
     cfg.merge_from_dict(synthetic_cfg_overrides)
     runner = Runner(
         model=cfg.model,

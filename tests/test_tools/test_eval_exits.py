@@ -40,4 +40,3 @@ def test_eval_exits_reports_every_exit(tiny_eco_parent_checkpoint,
     header = lines[-6].split()
     assert header[:4] == ['exit', 'PQ', 'SQ', 'RQ'] and 'GFLOPs' in header
     assert [line.split()[0] for line in lines[-5:]] == list(exits)
-

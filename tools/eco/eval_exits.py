@@ -18,8 +18,8 @@ import os.path as osp
 import sys
 from typing import Dict, List, Optional
 
-sys.path.insert(
-    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
@@ -30,8 +30,10 @@ from torch import nn  # noqa: E402
 
 from projects.proscale.analysis import average_flops  # noqa: E402
 from projects.proscale.engine.loops import split_exit_metrics  # noqa: E402
-from projects.proscale.utils.cli import (check_dataset_paths,  # noqa: E402
-                                         load_config, report_user_errors)
+from projects.proscale.utils.cli import (
+    check_dataset_paths,  # noqa: E402
+    load_config,
+    report_user_errors)
 
 # Metric columns, matched against the last part of the evaluators' keys
 # (e.g. 'coco_panoptic/PQ'), in this order when present.
@@ -106,22 +108,23 @@ def format_table(per_exit: Dict[int, dict],
                  flops: Dict[int, Dict[str, float]]) -> str:
     """Format the per-exit metrics and GFLOPs as a text table."""
     names = {
-        k: {key.rsplit('/', 1)[-1]: key
-            for key in metrics}
+        k: {
+            key.rsplit('/', 1)[-1]: key
+            for key in metrics
+        }
         for k, metrics in per_exit.items()
     }
     columns = [
-        c for c in COLUMNS if all(c in exit_names
-                                  for exit_names in names.values())
+        c for c in COLUMNS
+        if all(c in exit_names for exit_names in names.values())
     ]
     header = ['exit'] + columns
     if flops:
         header += ['GFLOPs', 'enc GFLOPs']
     rows = []
     for k, metrics in per_exit.items():
-        row = [str(k)] + [
-            f'{float(metrics[names[k][c]]):.3f}' for c in columns
-        ]
+        row = [str(k)
+               ] + [f'{float(metrics[names[k][c]]):.3f}' for c in columns]
         if flops:
             row += [f"{flops[k]['total']:.3f}", f"{flops[k]['encoder']:.3f}"]
         rows.append(row)
@@ -129,8 +132,8 @@ def format_table(per_exit: Dict[int, dict],
         max(len(line[i]) for line in [header] + rows)
         for i in range(len(header))
     ]
-    return '\n'.join('  '.join(cell.rjust(width)
-                               for cell, width in zip(line, widths))
+    return '\n'.join('  '.join(
+        cell.rjust(width) for cell, width in zip(line, widths))
                      for line in [header] + rows)
 
 

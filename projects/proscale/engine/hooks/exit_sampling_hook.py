@@ -206,8 +206,8 @@ class ExitSamplingHook(Hook):
     def _clips_grad_norm(runner) -> bool:
         """Whether the runner's optimizer wrapper clips the gradient norm."""
         optim_wrapper = getattr(runner, 'optim_wrapper', None)
-        return bool(getattr(optim_wrapper, 'clip_grad_kwargs', None)) and (
-            getattr(optim_wrapper, 'grad_name', None) == 'grad_norm')
+        clips = bool(getattr(optim_wrapper, 'clip_grad_kwargs', None))
+        return clips and optim_wrapper.grad_name == 'grad_norm'
 
     def draw(self, iteration: int) -> List[int]:
         """Return the exits of a training iteration.
@@ -232,10 +232,7 @@ class ExitSamplingHook(Hook):
             model.set_exit(self._drawn[0])
             model.loss_weight = self.weights[self._drawn[0]]
         else:
-            model.exit_loss_weights = {
-                k: self.weights[k]
-                for k in self._drawn
-            }
+            model.exit_loss_weights = {k: self.weights[k] for k in self._drawn}
 
     def after_train_iter(self,
                          runner,

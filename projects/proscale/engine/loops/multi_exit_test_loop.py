@@ -95,15 +95,17 @@ class MultiExitTestLoop(TestLoop):
 
         metrics = {}
         for k, exit_evaluator in self.evaluators.items():
-            exit_metrics = exit_evaluator.evaluate(len(self.dataloader.dataset))
-            metrics.update(
-                {f'exit{k}/{name}': value
-                 for name, value in exit_metrics.items()})
+            exit_metrics = exit_evaluator.evaluate(
+                len(self.dataloader.dataset))
+            metrics.update({
+                f'exit{k}/{name}': value
+                for name, value in exit_metrics.items()
+            })
         print_log(
-            'Per-exit results:\n' + '\n'.join(
-                f'  exit {k}: ' + ', '.join(f'{name}: {value}'
-                                            for name, value in m.items())
-                for k, m in split_exit_metrics(metrics).items()),
+            'Per-exit results:\n' +
+            '\n'.join(f'  exit {k}: ' + ', '.join(f'{name}: {value}'
+                                                  for name, value in m.items())
+                      for k, m in split_exit_metrics(metrics).items()),
             logger='current')
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         self.runner.call_hook('after_test')
@@ -123,8 +125,8 @@ class MultiExitTestLoop(TestLoop):
             self.runner.model) else self.runner.model
         with autocast(enabled=self.fp16):
             data = model.data_preprocessor(data_batch, False)
-            outputs = model.predict_exits(data['inputs'],
-                                          data['data_samples'], self.exits)
+            outputs = model.predict_exits(data['inputs'], data['data_samples'],
+                                          self.exits)
         for k, exit_outputs in outputs.items():
             self.evaluators[k].process(
                 data_samples=exit_outputs, data_batch=data_batch)

@@ -285,8 +285,7 @@ class EcoMask2Former(GatedInferenceMixin, Mask2Former):
             dict[int, list[:obj:`DetDataSample`]]: See
             :meth:`predict_exits`.
         """
-        exits = self.check_exits(
-            self.exit_layers if exits is None else exits)
+        exits = self.check_exits(self.exit_layers if exits is None else exits)
         results = {}
         for exit_layer, mask_feature, multi_scale_features in (
                 self.panoptic_head.pixel_decoder.forward_exits(feats, exits)):

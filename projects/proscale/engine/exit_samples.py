@@ -1,0 +1,125 @@
+"""The gate's training data: cached gate inputs and per-exit quality.
+
+The derived dataset (ECO-M2F step B, ``tools/eco/derive_exit_dataset.py``)
+stores, per image, the gate input (the pooled projected 1/32 features) and
+the quality at every exit; :func:`load_exit_samples` reads what the gate
+needs from it, so the gate trains without running the segmentation model.
+"""
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..evaluation import load_exit_dataset
+
+
+@dataclass
+class ExitSamples:
+    """Gate inputs and per-exit quality of a set of images.
+
+    Args:
+        gate_inputs (Tensor): Pooled gate features, shape (N, C).
+        quality (Tensor): Quality (e.g. per-image PQ as a fraction) at every
+            exit, shape (N, E), column ``j`` belonging to ``exits[j]``.
+        exits (tuple[int]): The exits, strictly increasing.
+        image_ids (np.ndarray, optional): Image ids, shape (N, ).
+        meta (dict, optional): Provenance of the samples (the derived
+            file's meta).
+    """
+    gate_inputs: Tensor
+    quality: Tensor
+    exits: Tuple[int, ...]
+    image_ids: Optional[np.ndarray] = None
+    meta: Optional[dict] = None
+
+    def __post_init__(self) -> None:
+        self.gate_inputs = torch.as_tensor(
+            self.gate_inputs, dtype=torch.float32)
+        self.quality = torch.as_tensor(self.quality, dtype=torch.float64)
+        self.exits = tuple(int(k) for k in self.exits)
+        num = len(self.gate_inputs)
+        if self.gate_inputs.dim() != 2:
+            raise ValueError('gate_inputs must have shape (N, C), got '
+                             f'{tuple(self.gate_inputs.shape)}')
+        if self.quality.shape != (num, len(self.exits)):
+            raise ValueError(
+                f'quality must have shape ({num}, {len(self.exits)}) for '
+                f'{num} images and exits {self.exits}, got '
+                f'{tuple(self.quality.shape)}')
+        for name in ('gate_inputs', 'quality'):
+            if not torch.isfinite(getattr(self, name)).all():
+                raise ValueError(f'{name} holds NaN or infinite values')
+        if self.image_ids is not None and len(self.image_ids) != num:
+            raise ValueError(f'image_ids has {len(self.image_ids)} entries '
+                             f'for {num} images')
+
+    def __len__(self) -> int:
+        return len(self.gate_inputs)
+
+    def subset(self, index: Union[Tensor, np.ndarray]) -> 'ExitSamples':
+        """Return the samples at ``index`` (an index array)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        return ExitSamples(
+            gate_inputs=self.gate_inputs[index],
+            quality=self.quality[index],
+            exits=self.exits,
+            image_ids=None
+            if self.image_ids is None else self.image_ids[index.numpy()],
+            meta=self.meta)
+
+
+def load_exit_samples(path: str,
+                      metric: str = 'pq',
+                      group: str = 'All',
+                      expected_exits: Optional[Sequence[int]] = None
+                      ) -> ExitSamples:
+    """Load the gate's training data from a derived exit dataset file.
+
+    A quality that is NaN (no category with ``tp + fp + fn > 0``: the image
+    has no ground-truth segment of the group and the exit predicts none) is
+    read as 1, a perfect prediction: predicting any segment there would give
+    0.
+
+    Args:
+        path (str): A file written by ``tools/eco/derive_exit_dataset.py``.
+        metric (str): 'pq', 'sq' or 'rq'. Defaults to 'pq' (the paper's).
+        group (str): 'All', 'Things' or 'Stuff'. Defaults to 'All'.
+        expected_exits (Sequence[int], optional): Exits the file must have.
+
+    Returns:
+        ExitSamples: Gate inputs, quality, image ids and meta of every image.
+    """
+    dataset = load_exit_dataset(path, expected_exits)
+    quality = np.nan_to_num(dataset.quality(metric, group), nan=1.0)
+    return ExitSamples(
+        gate_inputs=torch.from_numpy(dataset.gate_inputs),
+        quality=torch.from_numpy(quality),
+        exits=tuple(dataset.exits.tolist()),
+        image_ids=dataset.image_ids,
+        meta=dataset.meta)
+
+
+def split_samples(samples: ExitSamples,
+                  val_fraction: float = 0.2,
+                  seed: int = 0) -> Tuple[ExitSamples, ExitSamples]:
+    """Split samples into a training and a held-out part, reproducibly.
+
+    Args:
+        samples (ExitSamples): All samples (at least 2).
+        val_fraction (float): Share of held-out images, in (0, 1); at least
+            one image goes to each part. Defaults to 0.2.
+        seed (int): Seed of the permutation. Defaults to 0.
+
+    Returns:
+        tuple[ExitSamples, ExitSamples]: Training and held-out samples.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f'val_fraction must be in (0, 1), got {val_fraction}')
+    num = len(samples)
+    if num < 2:
+        raise ValueError(f'need at least 2 images to split, got {num}')
+    num_val = min(max(int(round(num * val_fraction)), 1), num - 1)
+    perm = torch.randperm(num, generator=torch.Generator().manual_seed(seed))
+    return samples.subset(perm[num_val:]), samples.subset(perm[:num_val])
