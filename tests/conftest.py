@@ -52,8 +52,7 @@ def synthetic_overrides(data_root: str) -> Dict[str, str]:
     """
     overrides = {
         f'{loader}.dataset.data_root': data_root
-        for loader in ('train_dataloader', 'val_dataloader',
-                       'test_dataloader')
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
     }
     for evaluator in ('val_evaluator', 'test_evaluator'):
         overrides.update({
@@ -93,12 +92,12 @@ def synthetic_cfg_options(synthetic_data_root: str) -> List[str]:
     return _synthetic_cfg_options(synthetic_data_root)
 
 
-def _run_tool(script: str,
-              *args: str,
-              timeout: float = 300,
-              returncode: Optional[int] = 0,
-              env: Optional[Dict[str, str]] = None
-              ) -> subprocess.CompletedProcess:
+def _run_tool(
+        script: str,
+        *args: str,
+        timeout: float = 300,
+        returncode: Optional[int] = 0,
+        env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
     """Run a repository script with this interpreter from the repo root.
 
     Args:

@@ -142,6 +142,7 @@ model = dict(
         semantic_on=False,
         instance_on=True,
         max_per_image=50,
+        object_mask_thr=0.8,
         iou_thr=0.8,
         filter_low_score=True),
     init_cfg=None)
@@ -168,8 +169,7 @@ optim_wrapper = dict(
 
 max_iters = 300
 param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
     dict(
         type='CosineAnnealingLR',
         T_max=max_iters - 20,

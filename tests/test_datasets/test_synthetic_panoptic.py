@@ -72,8 +72,8 @@ def test_panoptic_files_pass_panopticapi(synthetic_data_root, split):
     panoptic = _load(root / 'annotations' / f'panoptic_{split}.json')
     categories = {cat['id']: cat for cat in panoptic['categories']}
     meta = SYNTHETIC_PANOPTIC_METAINFO
-    assert [cat['name'] for cat in panoptic['categories']] == list(
-        meta['classes'])
+    assert [cat['name']
+            for cat in panoptic['categories']] == list(meta['classes'])
     for cat in panoptic['categories']:
         assert cat['isthing'] == int(cat['name'] in meta['thing_classes'])
         assert cat['supercategory']
@@ -103,9 +103,9 @@ def test_panoptic_files_pass_panopticapi(synthetic_data_root, split):
 
     # panopticapi's own reader and sanity checks: ground truth vs itself.
     gt_folder = str(root / 'annotations' / f'panoptic_{split}')
-    stat = pq_compute_single_core(
-        0, [(ann, copy.deepcopy(ann)) for ann in panoptic['annotations']],
-        gt_folder, gt_folder, categories)
+    stat = pq_compute_single_core(0, [(ann, copy.deepcopy(ann))
+                                      for ann in panoptic['annotations']],
+                                  gt_folder, gt_folder, categories)
     pq, _ = stat.pq_average(categories, isthing=None)
     assert pq['pq'] == pytest.approx(1.0)
 
@@ -114,10 +114,7 @@ def test_instance_json_matches_panoptic(synthetic_data_root):
     root = Path(synthetic_data_root)
     coco = COCO(str(root / 'annotations' / 'instances_val.json'))
     panoptic = _load(root / 'annotations' / 'panoptic_val.json')
-    thing_ids = {
-        cat['id']
-        for cat in panoptic['categories'] if cat['isthing']
-    }
+    thing_ids = {cat['id'] for cat in panoptic['categories'] if cat['isthing']}
     assert set(coco.getCatIds()) == thing_ids
     num_things = 0
     for ann in panoptic['annotations']:
@@ -140,10 +137,7 @@ def test_instance_json_matches_panoptic(synthetic_data_root):
 def test_difficulty_is_broad(synthetic_data_root):
     panoptic = _load(
         Path(synthetic_data_root) / 'annotations' / 'panoptic_train.json')
-    thing_ids = {
-        cat['id']
-        for cat in panoptic['categories'] if cat['isthing']
-    }
+    thing_ids = {cat['id'] for cat in panoptic['categories'] if cat['isthing']}
     counts, mean_areas = [], []
     for ann in panoptic['annotations']:
         areas = [
@@ -210,7 +204,6 @@ def test_cli_names_the_clobbered_folder(tmp_path, run_tool):
     out = tmp_path / 'taken'
     out.mkdir()
     (out / 'notes.txt').write_text('not a dataset')
-    proc = run_tool(
-        CLI, out, '--num-train', 1, '--num-val', 1, returncode=2)
+    proc = run_tool(CLI, out, '--num-train', 1, '--num-val', 1, returncode=2)
     assert str(out) in proc.stderr and '--force' in proc.stderr
     assert os.listdir(out) == ['notes.txt']

@@ -2,9 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from projects.proscale.engine.gate_training import (
-    ExitSamples, evaluate_gate, exit_costs, fit_gate, load_exit_samples,
-    search_beta, split_samples, train_gate)
+from projects.proscale.engine.beta_search import (fit_gate, search_beta,
+                                                  target_beta, target_cost)
+from projects.proscale.engine.exit_samples import (ExitSamples,
+                                                   load_exit_samples,
+                                                   split_samples)
+from projects.proscale.engine.gate_training import (evaluate_gate, exit_costs,
+                                                    train_gate)
 from projects.proscale.evaluation import ExitDataset
 from projects.proscale.evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
                                                        EXIT_DATASET_VERSION)
@@ -53,8 +57,8 @@ def test_gate_learns_the_difficulty(split, gate):
     # hard images (channel 0 high) go deeper than easy ones
     exits = gate.predict(val.gate_inputs)
     order = val.gate_inputs[:, 0].argsort()
-    assert exits[order[:10]].double().mean() < exits[order[-10:]].double(
-    ).mean() - 1
+    assert exits[
+        order[:10]].double().mean() < exits[order[-10:]].double().mean() - 1
     assert len(set(exits.tolist())) >= 3
     assert metrics['mean_gflops'] == pytest.approx(metrics['mean_depth'] - 1)
     assert sum(metrics['histogram'].values()) == pytest.approx(1.0)
@@ -82,10 +86,10 @@ def test_soft_losses_train_too(split, loss):
 def test_larger_beta_gives_shallower_gates(split, gate):
     train, val = split
     depth = evaluate_gate(gate, val, 0.02)['mean_depth']
-    assert evaluate_gate(
-        train_gate(train, 0.0, **TRAIN_KWARGS), val, 0.0)['mean_depth'] > depth
-    assert evaluate_gate(
-        train_gate(train, 1.0, **TRAIN_KWARGS), val, 1.0)['mean_depth'] == 2
+    assert evaluate_gate(train_gate(train, 0.0, **TRAIN_KWARGS), val,
+                         0.0)['mean_depth'] > depth
+    assert evaluate_gate(train_gate(train, 1.0, **TRAIN_KWARGS), val,
+                         1.0)['mean_depth'] == 2
 
 
 def test_beta_search_meets_a_depth_budget(split):
@@ -95,6 +99,15 @@ def test_beta_search_meets_a_depth_budget(split):
     assert best.cost > 3.5  # not needlessly shallow
     assert best.beta > 0 and len(trials) == 5
     assert best.quality == max(t.quality for t in trials if t.cost <= 4.0)
+
+
+def test_target_beta_is_the_smallest_beta_meeting_the_budget():
+    samples, costs = _samples(), exit_costs(EXITS)
+    beta = target_beta(samples, 4.0, costs)
+    assert target_cost(samples, beta, costs) <= 4.0
+    assert target_cost(samples, beta * 0.99, costs) > 4.0
+    assert target_cost(samples, 0.0, costs) > target_cost(samples, beta, costs)
+    assert target_beta(samples, 1.0, costs) == 1.0  # below every exit
 
 
 def test_fit_gate_with_a_gflops_budget():
@@ -108,8 +121,8 @@ def test_fit_gate_with_a_gflops_budget():
         **TRAIN_KWARGS)
     assert fit.val_metrics['mean_gflops'] <= 13.0
     assert fit.trials and fit.beta == min(
-        (t for t in fit.trials if t.cost <= 13.0),
-        key=lambda t: -t.quality).beta
+        (t
+         for t in fit.trials if t.cost <= 13.0), key=lambda t: -t.quality).beta
     with pytest.raises(ValueError, match='exactly one'):
         fit_gate(_samples(), beta=0.1, budget=3.0)
     with pytest.raises(ValueError, match='GFLOPs of every exit'):
@@ -143,5 +156,4 @@ def test_bad_samples_are_reported():
     with pytest.raises(ValueError, match=r'quality must have shape \(2, 5\)'):
         ExitSamples(torch.zeros(2, 4), torch.zeros(2, 3), EXITS)
     with pytest.raises(ValueError, match='NaN'):
-        ExitSamples(torch.zeros(1, 4), torch.full((1, 5), float('nan')),
-                    EXITS)
+        ExitSamples(torch.zeros(1, 4), torch.full((1, 5), float('nan')), EXITS)

@@ -65,8 +65,11 @@ def test_round_trip_and_quality(tmp_path):
 
 
 def test_concatenate_sorts_and_rejects_duplicates():
-    parts = [_dataset([5, 1], seed=1), _dataset([], seed=2),
-             _dataset([3], seed=3)]
+    parts = [
+        _dataset([5, 1], seed=1),
+        _dataset([], seed=2),
+        _dataset([3], seed=3)
+    ]
     merged = ExitDataset.concatenate(parts, parts[0].meta)
     assert merged.image_ids.tolist() == [1, 3, 5]
     np.testing.assert_array_equal(merged.pq[0], parts[0].pq[1])
@@ -81,8 +84,10 @@ def test_concatenate_sorts_and_rejects_duplicates():
 def test_mismatched_expectations_raise(tmp_path):
     path = str(tmp_path / 'derived.npz')
     _dataset([1, 2]).save(path)
-    with pytest.raises(ValueError, match=r'derived for exits \[2, 3, 4, 5, 6'
-                       r'\], but exits \[2, 4, 6\] are expected'):
+    with pytest.raises(
+            ValueError,
+            match=r'derived for exits \[2, 3, 4, 5, 6'
+            r'\], but exits \[2, 4, 6\] are expected'):
         load_exit_dataset(path, expected_exits=[6, 4, 2])
     with pytest.raises(ValueError, match='different dataset: split'):
         load_exit_dataset(path, expected_dataset=dict(split='val'))

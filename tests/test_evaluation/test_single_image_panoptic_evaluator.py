@@ -69,8 +69,7 @@ def annotated_images(tmp_path_factory):
     ann_file.write_text(
         json.dumps(
             dict(
-                images=images,
-                annotations=annotations,
+                images=images, annotations=annotations,
                 categories=CATEGORIES)))
     return str(ann_file), root / 'gt', annotations
 
@@ -148,7 +147,12 @@ def test_equals_coco_panoptic_metric(annotated_images):
 def test_prediction_conversion():
     pan = np.array([[2, 2, 4, 1001], [1001, 4, 3002, 3002]])
     ids, segments = prediction_to_coco_panoptic(
-        pan, num_classes=4, label2cat={0: 1, 1: 3, 2: 100, 3: 121})
+        pan, num_classes=4, label2cat={
+            0: 1,
+            1: 3,
+            2: 100,
+            3: 121
+        })
     assert ids.tolist() == [[2, 2, 0, 1001], [1001, 0, 3002, 3002]]
     assert segments == [
         dict(id=2, category_id=100, area=2),

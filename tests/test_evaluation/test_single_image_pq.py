@@ -98,28 +98,28 @@ def _handmade_cases() -> List[Case]:
     # IoU exactly 0.5 (no match) next to IoU 0.75 (match)
     gt = np.array([[5, 5, 5, 5, 7, 7, 7, 7]])
     pred = np.array([[1003, 1003, 0, 0, 2100, 2100, 2100, 0]])
-    cases.append((pred, [
-        dict(id=1003, category_id=3),
-        dict(id=2100, category_id=100)
-    ], gt, _gt_segments(gt, {
-        5: 3,
-        7: 100
-    }, {})))
+    cases.append(
+        (pred, [dict(id=1003, category_id=3),
+                dict(id=2100, category_id=100)], gt,
+         _gt_segments(gt, {
+             5: 3,
+             7: 100
+         }, {})))
     # a prediction mostly on void + crowd of its category is ignored; two
     # crowd segments of one category (the last one listed counts)
     gt = np.array([[0, 0, 9, 9, 11, 11, 4, 4, 4, 4]])
     pred = np.array([[1001, 1001, 1001, 1001, 1001, 2001, 2001, 2001, 0, 0]])
-    cases.append((pred, [
-        dict(id=1001, category_id=1),
-        dict(id=2001, category_id=1)
-    ], gt, _gt_segments(gt, {
-        9: 1,
-        11: 1,
-        4: 121
-    }, {
-        9: 1,
-        11: 1
-    })))
+    cases.append(
+        (pred, [dict(id=1001, category_id=1),
+                dict(id=2001, category_id=1)], gt,
+         _gt_segments(gt, {
+             9: 1,
+             11: 1,
+             4: 121
+         }, {
+             9: 1,
+             11: 1
+         })))
     # an empty GT segment (area 0) and a stuff-only image
     gt = np.full((3, 4), 8)
     cases.append((np.full((3, 4), 121), [dict(id=121, category_id=121)], gt,
@@ -128,26 +128,28 @@ def _handmade_cases() -> List[Case]:
                       12: 184
                   }, {})))
     # no segments at all, on either side
-    cases.append((np.zeros((4, 5), np.int64), [], np.zeros(
-        (4, 5), np.int64), []))
+    cases.append((np.zeros((4, 5), np.int64), [], np.zeros((4, 5),
+                                                           np.int64), []))
     # predictions only, GT all void
-    cases.append((np.full((2, 2), 1017), [dict(id=1017, category_id=17)],
-                  np.zeros((2, 2), np.int64), []))
+    cases.append((np.full(
+        (2, 2), 1017), [dict(id=1017,
+                             category_id=17)], np.zeros((2, 2), np.int64), []))
     # GT and prediction segments with id 0 (they shadow VOID)
     gt = np.array([[0, 0, 0, 6, 6]])
     pred = np.array([[0, 0, 1003, 1003, 1003]])
-    cases.append((pred, [
-        dict(id=0, category_id=100),
-        dict(id=1003, category_id=3)
-    ], gt, _gt_segments(gt, {
-        0: 100,
-        6: 3
-    }, {})))
+    cases.append(
+        (pred, [dict(id=0, category_id=100),
+                dict(id=1003,
+                     category_id=3)], gt, _gt_segments(gt, {
+                         0: 100,
+                         6: 3
+                     }, {})))
     # GT pixels with an id that segments_info does not list
     gt = np.array([[13, 13, 14, 14, 14]])
     pred = np.array([[1003, 1003, 1003, 1003, 1003]])
-    cases.append((pred, [dict(id=1003, category_id=3)], gt,
-                  _gt_segments(gt, {13: 3}, {})))
+    cases.append(
+        (pred, [dict(id=1003,
+                     category_id=3)], gt, _gt_segments(gt, {13: 3}, {})))
     return cases
 
 
@@ -178,10 +180,9 @@ def _panopticapi_reference(case: Case,
     ])
     (folder / 'gt.json').write_text(json.dumps(gt_json))
     (folder / 'pred.json').write_text(json.dumps(pred_json))
-    stats = pq_compute_single_core(0, [(gt_json['annotations'][0],
-                                        pred_json['annotations'][0])],
-                                   str(folder / 'gt'), str(folder / 'pred'),
-                                   CATEGORIES)
+    stats = pq_compute_single_core(
+        0, [(gt_json['annotations'][0], pred_json['annotations'][0])],
+        str(folder / 'gt'), str(folder / 'pred'), CATEGORIES)
     try:
         results = pq_compute(
             str(folder / 'gt.json'), str(folder / 'pred.json'),
@@ -241,8 +242,8 @@ def test_cases_cover_edge_cases():
         tallies['crowd'] += int(any(s['iscrowd'] for s in gt_segments))
         tallies['tiny'] += int(any(s['area'] == 1 for s in gt_segments))
         tallies['void'] += int((pred == 0).any() and (gt == 0).any())
-        tallies['nan'] += int(np.isnan(single_image_pq(*case,
-                                                       CATEGORIES)).any())
+        tallies['nan'] += int(
+            np.isnan(single_image_pq(*case, CATEGORIES)).any())
     assert min(tallies.values()) >= 3, tallies
 
 
@@ -255,27 +256,21 @@ def test_pq_average_without_categories_is_nan():
     assert all(math.isnan(results[group]['pq']) for group in PQ_GROUPS)
 
 
-@pytest.mark.parametrize(
-    'pred, pred_segments, message',
-    [
-        (np.array([[1003, 5]]), [dict(id=1003, category_id=3)
-                                 ], r'\[5\] occur in pred_id_map'),
-        (np.array([[1003, 0]]), [
-            dict(id=1003, category_id=3),
-            dict(id=2003, category_id=3)
-        ], r'\[2003\] are in pred_segments but not'),
-        (np.array([[1004, 0]]), [dict(id=1004, category_id=4)
-                                 ], 'unknown category ids'),
-        (np.array([[1003, 1003]]), [
-            dict(id=1003, category_id=3),
-            dict(id=1003, category_id=3)
-        ], 'more than once'),
-        (np.array([[256**3, 0]]), [dict(id=256**3, category_id=3)
-                                   ], 'outside'),
-        (np.array([[1003, 0, 0]]), [dict(id=1003, category_id=3)
-                                    ], 'shape'),
-        (np.array([[1003, 0]]), [dict(id=1003)], "'category_id'"),
-    ])
+@pytest.mark.parametrize('pred, pred_segments, message', [
+    (np.array([[1003, 5]]), [dict(id=1003, category_id=3)
+                             ], r'\[5\] occur in pred_id_map'),
+    (np.array([[1003, 0]]),
+     [dict(id=1003, category_id=3),
+      dict(id=2003, category_id=3)], r'\[2003\] are in pred_segments but not'),
+    (np.array([[1004, 0]]), [dict(id=1004, category_id=4)
+                             ], 'unknown category ids'),
+    (np.array([[1003, 1003]]),
+     [dict(id=1003, category_id=3),
+      dict(id=1003, category_id=3)], 'more than once'),
+    (np.array([[256**3, 0]]), [dict(id=256**3, category_id=3)], 'outside'),
+    (np.array([[1003, 0, 0]]), [dict(id=1003, category_id=3)], 'shape'),
+    (np.array([[1003, 0]]), [dict(id=1003)], "'category_id'"),
+])
 def test_invalid_inputs_raise(pred, pred_segments, message):
     gt = np.array([[5, 5]])
     gt_segments = [dict(id=5, category_id=3, iscrowd=0, area=2)]

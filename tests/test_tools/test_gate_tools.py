@@ -157,15 +157,14 @@ def test_merged_checkpoint_runs_in_test_py(tiny_eco_parent_checkpoint,
     assert predictions and all(p['exit_layer'] in EXITS for p in predictions)
 
 
-
-def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options,
-                    derived, tmp_path, capsys):
+def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options, derived,
+                    tmp_path, capsys):
     config, parent = tiny_eco_parent_checkpoint
     out_dir = tmp_path / 'sweep'
     rows = _tool('sweep_beta').main([
         config, parent, derived, '--betas', '1', '0', '--out-dir',
-        str(out_dir), '--iters', '100', '--flops-images', '1',
-        '--cfg-options', *synthetic_cfg_options
+        str(out_dir), '--iters', '100', '--flops-images', '1', '--cfg-options',
+        *synthetic_cfg_options
     ])
     assert 'exit6 (full)' in capsys.readouterr().out
     table = json.loads((out_dir / 'sweep.json').read_text())
@@ -182,8 +181,8 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options,
     shallow = by_policy['beta1']
     assert shallow['exit_shares'][2] == 1.0
     assert shallow['PQ'] == by_policy['exit2']['PQ']
-    assert shallow['gflops'] == pytest.approx(
-        by_policy['exit2']['gflops'] + table['gate_gflops'])
+    assert shallow['gflops'] == pytest.approx(by_policy['exit2']['gflops'] +
+                                              table['gate_gflops'])
     assert 0 < table['gate_gflops'] < 0.01 * gflops[0]
     assert (out_dir / 'sweep.png').stat().st_size > 0
     assert load_gate(by_policy['beta0']['gate_file'])[1]['beta'] == 0

@@ -20,8 +20,8 @@ SHORT_RUN = ('train_cfg.max_iters=4', 'train_cfg.val_interval=4',
 
 def _log_text(work_dir: Path) -> str:
     """Concatenate the runner logs of every run in ``work_dir``."""
-    return '\n'.join(
-        path.read_text() for path in sorted(work_dir.glob('*/*.log')))
+    return '\n'.join(path.read_text()
+                     for path in sorted(work_dir.glob('*/*.log')))
 
 
 def _last_scalars(work_dir: Path) -> dict:
@@ -55,8 +55,8 @@ def test_train_validates_with_pq(trained):
 def test_test_evaluates_checkpoint(trained, tmp_path, run_tool,
                                    synthetic_cfg_options):
     out = tmp_path / 'results.pkl'
-    run_tool(TEST, TINY_CONFIG, trained / 'iter_4.pth', '--work-dir',
-             tmp_path, '--out', out, '--cfg-options', *synthetic_cfg_options)
+    run_tool(TEST, TINY_CONFIG, trained / 'iter_4.pth', '--work-dir', tmp_path,
+             '--out', out, '--cfg-options', *synthetic_cfg_options)
     assert out.is_file()
     scalars = json.loads(next(tmp_path.glob('*/*.json')).read_text())
     assert 0 <= scalars['coco_panoptic/PQ'] <= 100

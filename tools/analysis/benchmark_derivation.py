@@ -38,14 +38,14 @@ from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmengine.runner import load_checkpoint  # noqa: E402
 
-from projects.proscale.engine.loops.derive_exit_dataset_loop import (  # noqa: E402,E501
-    SPLITS, derive_dataloader_cfg, derive_image)
+from projects.proscale.engine.loops import (  # noqa: E402
+    derive_exit_dataset_loop as derivation)
 from projects.proscale.evaluation import (  # noqa: E402
     SingleImagePanopticEvaluator)
-from projects.proscale.evaluation.exit_dataset import (GROUPS,  # noqa: E402
-                                                       METRICS)
-from projects.proscale.utils.cli import (load_config,  # noqa: E402
-                                         report_user_errors)
+from projects.proscale.evaluation.exit_dataset import (  # noqa: E402
+    GROUPS, METRICS)
+from projects.proscale.utils.cli import (  # noqa: E402
+    load_config, report_user_errors)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -54,7 +54,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'model once per exit, and check that both agree')
     parser.add_argument('config', help='config of the early-exit parent')
     parser.add_argument('checkpoint', help='checkpoint of the parent')
-    parser.add_argument('--split', choices=SPLITS, default='val')
+    parser.add_argument('--split', choices=derivation.SPLITS, default='val')
     parser.add_argument(
         '--num-images', type=int, default=20, help='images (default: 20)')
     parser.add_argument(
@@ -106,10 +106,10 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, object]:
     model = MODELS.build(cfg.model)
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     model.to(args.device).eval()
-    exits = model.check_exits(
-        model.exit_layers if args.exits is None else args.exits)
+    exits = model.check_exits(model.exit_layers if args.exits is
+                              None else args.exits)
     dataset = DATASETS.build(
-        derive_dataloader_cfg(cfg, args.split)['dataset'])
+        derivation.derive_dataloader_cfg(cfg, args.split)['dataset'])
     dataset.full_init()
     num_images = min(args.num_images, len(dataset))
     if num_images < 1:
@@ -125,9 +125,9 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, object]:
     metric.dataset_meta = dataset.metainfo
 
     def one_pass(index: int) -> np.ndarray:
-        row = derive_image(model, batches[index], exits, evaluator,
-                           infos[index]['img_id'],
-                           infos[index]['seg_map_path'])
+        row = derivation.derive_image(model, batches[index], exits, evaluator,
+                                      infos[index]['img_id'],
+                                      infos[index]['seg_map_path'])
         return np.stack([row[name] for name in METRICS], axis=-1)
 
     one_pass(0)  # warm-up
@@ -147,8 +147,7 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, object]:
                 _synchronize(args.device)
                 start = time.perf_counter()
                 data = model.data_preprocessor(batch, False)
-                sample = model.predict(data['inputs'],
-                                       data['data_samples'])[0]
+                sample = model.predict(data['inputs'], data['data_samples'])[0]
                 _synchronize(args.device)
                 model_time += time.perf_counter() - start
                 start = time.perf_counter()
@@ -183,7 +182,8 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, object]:
         max_diff_vs_rerun=max_difference(naive),
         max_diff_vs_metric=max_difference(naive_metric),
         mean_pq_per_exit=dict(
-            zip(map(str, exits),
+            zip(
+                map(str, exits),
                 np.nanmean(ours[:, :, 0, 0], axis=0).tolist())))
 
 
@@ -204,9 +204,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"  max |difference| of PQ/SQ/RQ: vs rerun "
           f"{results['max_diff_vs_rerun']:.3g}, vs metric "
           f"{results['max_diff_vs_metric']:.3g}")
-    print('  mean per-image PQ (All) per exit: ' + ', '.join(
-        f'{k}: {100 * v:.2f}'
-        for k, v in results['mean_pq_per_exit'].items()))
+    print('  mean per-image PQ (All) per exit: ' +
+          ', '.join(f'{k}: {100 * v:.2f}'
+                    for k, v in results['mean_pq_per_exit'].items()))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=2)

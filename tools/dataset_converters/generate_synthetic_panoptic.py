@@ -13,8 +13,9 @@ sys.path.insert(0, REPO_ROOT)
 
 from projects.proscale.datasets import \
     generate_synthetic_panoptic  # noqa: E402
-from projects.proscale.utils.cli import (UserInputError,  # noqa: E402
-                                         report_user_errors)
+from projects.proscale.utils.cli import (
+    UserInputError,  # noqa: E402
+    report_user_errors)
 
 
 def parse_args() -> argparse.Namespace:

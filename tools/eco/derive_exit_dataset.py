@@ -18,18 +18,18 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import LOOPS, RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from projects.proscale.engine.loops.derive_exit_dataset_loop import (  # noqa: E402,E501
-    SPLITS, derive_dataloader_cfg)
-from projects.proscale.utils.cli import (check_dataset_paths,  # noqa: E402
-                                         load_config, report_user_errors)
+from projects.proscale.engine.loops import (  # noqa: E402
+    derive_exit_dataset_loop as derivation)
+from projects.proscale.utils.cli import (  # noqa: E402
+    check_dataset_paths, load_config, report_user_errors)
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,7 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out', required=True, help='output .npz file')
     parser.add_argument(
         '--split',
-        choices=SPLITS,
+        choices=derivation.SPLITS,
         default='train',
         help='derive the training split (with the test pipeline) or the '
         'validation split')
@@ -113,7 +113,7 @@ def main() -> None:
     with report_user_errors(cfg):
         check_dataset_paths(cfg, (f'{args.split}_dataloader', ))
         init_cpu_distributed(cfg)
-        dataloader = derive_dataloader_cfg(cfg, args.split)
+        dataloader = derivation.derive_dataloader_cfg(cfg, args.split)
         runner = (
             Runner.from_cfg(cfg)
             if 'runner_type' not in cfg else RUNNERS.build(cfg))

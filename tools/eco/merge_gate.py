@@ -5,22 +5,22 @@ picks) through ``tools/test.py`` with a gated config, one that sets
 ``model.gate`` and ``model.test_cfg.exit_layer='gate'``.
 
 Example:
+    GATED=configs/eco_m2f/eco-m2f-gated_r18_1xb4-tiny_synthetic-panoptic.py
     python tools/eco/merge_gate.py PARENT.pth gate.pth --out merged.pth \
-        --config configs/eco_m2f/eco-m2f-gated_r18_1xb4-tiny_synthetic-panoptic.py
-    python tools/test.py configs/eco_m2f/eco-m2f-gated_r18_1xb4-tiny_synthetic-panoptic.py \
-        merged.pth
+        --config $GATED
+    python tools/test.py $GATED merged.pth
 """
 import argparse
 import os.path as osp
 import sys
 from typing import List, Optional
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from projects.proscale.models.gates import merge_gate  # noqa: E402
-from projects.proscale.utils.cli import (load_config,  # noqa: E402
-                                         report_user_errors)
+from projects.proscale.utils.cli import (  # noqa: E402
+    load_config, report_user_errors)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

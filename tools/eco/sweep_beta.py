@@ -23,8 +23,8 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
@@ -32,14 +32,17 @@ from mmengine.runner import Runner  # noqa: E402
 
 from projects.proscale.engine.exit_flops import (  # noqa: E402
     count_exit_gflops, count_gate_gflops)
-from projects.proscale.engine.gate_sweep import (format_sweep,  # noqa: E402
-                                                 plot_sweep, sweep_rows)
+from projects.proscale.engine.exit_samples import (  # noqa: E402
+    load_exit_samples)
+from projects.proscale.engine.gate_sweep import (  # noqa: E402
+    format_sweep, plot_sweep, sweep_rows)
 from projects.proscale.engine.gate_training import (  # noqa: E402
-    GATE_LOSSES, evaluate_gate, gate_meta, load_exit_samples, train_gate)
+    GATE_LOSSES, evaluate_gate, gate_meta, train_gate)
 from projects.proscale.engine.loops import split_policy_metrics  # noqa: E402
 from projects.proscale.models.gates import save_gate  # noqa: E402
-from projects.proscale.utils.cli import (check_dataset_paths,  # noqa: E402
-                                         load_config, report_user_errors)
+from projects.proscale.utils.cli import (  # noqa: E402
+    check_dataset_paths, load_config, report_user_errors)
+
 
 DEFAULT_FLOPS_IMAGES = 10
 
@@ -120,8 +123,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
             batch_size=args.batch_size,
             lr=args.lr,
             seed=args.seed)
-        train_accuracy[name] = evaluate_gate(gate, samples,
-                                             beta)['accuracy']
+        train_accuracy[name] = evaluate_gate(gate, samples, beta)['accuracy']
         gate_files[name] = osp.join(gate_dir, f'{name}.pth')
         betas[name] = beta
         save_gate(

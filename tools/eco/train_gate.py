@@ -20,18 +20,21 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from projects.proscale.analysis import (build_analysis_model,  # noqa: E402
-                                        fixed_shape_batch,
-                                        load_analysis_config)
-from projects.proscale.engine.exit_flops import count_exit_gflops  # noqa: E402,E501
+from projects.proscale.analysis import (  # noqa: E402
+    build_analysis_model, fixed_shape_batch, load_analysis_config)
+from projects.proscale.engine.beta_search import fit_gate  # noqa: E402
+from projects.proscale.engine.exit_flops import (  # noqa: E402
+    count_exit_gflops)
+from projects.proscale.engine.exit_samples import (  # noqa: E402
+    load_exit_samples)
 from projects.proscale.engine.gate_training import (  # noqa: E402
-    GATE_LOSSES, fit_gate, format_gate_metrics, gate_meta, load_exit_samples)
+    GATE_LOSSES, format_gate_metrics, gate_meta)
 from projects.proscale.models.gates import save_gate  # noqa: E402
-from projects.proscale.utils.cli import (UserInputError,  # noqa: E402
-                                         report_user_errors)
+from projects.proscale.utils.cli import (  # noqa: E402
+    UserInputError, report_user_errors)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -112,16 +115,16 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     with report_user_errors():
         try:
-            samples = load_exit_samples(args.derived, args.metric,
-                                        args.group)
+            samples = load_exit_samples(args.derived, args.metric, args.group)
         except ValueError as error:
             raise UserInputError(str(error)) from error
         exit_gflops = args.exit_gflops
         if args.config is not None:
             model = build_analysis_model(load_analysis_config(args.config))
             exit_gflops = list(
-                count_exit_gflops(model, [fixed_shape_batch(
-                    model, args.shape)], samples.exits, 1).values())
+                count_exit_gflops(model,
+                                  [fixed_shape_batch(model, args.shape)],
+                                  samples.exits, 1).values())
         budget = (
             args.target_depth
             if args.target_depth is not None else args.target_gflops)
@@ -153,8 +156,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
             f'{t.quality:.4f}' for t in fit.trials
         ]
     if exit_gflops is not None:
-        lines.append('GFLOPs per exit: ' + ', '.join(
-            f'{k}: {g:.3f}' for k, g in zip(samples.exits, exit_gflops)))
+        lines.append('GFLOPs per exit: ' +
+                     ', '.join(f'{k}: {g:.3f}'
+                               for k, g in zip(samples.exits, exit_gflops)))
     lines.append(format_gate_metrics(fit.train_metrics, 'training split'))
     lines.append(format_gate_metrics(fit.val_metrics, 'held-out split'))
     print('\n'.join(lines))
@@ -164,8 +168,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
         exit_gflops=exit_gflops,
         train=fit.train_metrics,
         val=fit.val_metrics,
-        trials=[dict(beta=t.beta, cost=t.cost, quality=t.quality)
-                for t in fit.trials])
+        trials=[
+            dict(beta=t.beta, cost=t.cost, quality=t.quality)
+            for t in fit.trials
+        ])
     derived_meta = samples.meta
     meta = gate_meta(
         fit.gate,

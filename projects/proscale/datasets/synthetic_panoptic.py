@@ -119,8 +119,8 @@ def _plain_texture(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
     return color * shade[..., None]
 
 
-def _stripes_texture(rng: np.random.Generator, xx: np.ndarray,
-                     yy: np.ndarray, contrast: float) -> np.ndarray:
+def _stripes_texture(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
+                     contrast: float) -> np.ndarray:
     """Two-colour stripes of random period and orientation."""
     colors = _color_pair(rng, contrast)
     u, _ = _rotated(xx, yy, rng.uniform(0, np.pi))
@@ -129,8 +129,8 @@ def _stripes_texture(rng: np.random.Generator, xx: np.ndarray,
     return colors[index]
 
 
-def _checker_texture(rng: np.random.Generator, xx: np.ndarray,
-                     yy: np.ndarray, contrast: float) -> np.ndarray:
+def _checker_texture(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
+                     contrast: float) -> np.ndarray:
     """A two-colour checkerboard of random cell size and orientation."""
     colors = _color_pair(rng, contrast)
     u, v = _rotated(xx, yy, rng.uniform(0, np.pi / 2))
@@ -178,8 +178,8 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray,
         return (np.abs(u) <= half) & (np.abs(v) <= half)
     if shape == 'triangle':
         normals = np.array([-np.pi / 2, np.pi / 6, 5 * np.pi / 6])
-        dists = (u[..., None] * np.cos(normals) +
-                 v[..., None] * np.sin(normals))
+        dists = (
+            u[..., None] * np.cos(normals) + v[..., None] * np.sin(normals))
         return dists.max(axis=-1) <= radius / 2
     if shape == 'cross':
         arm = 0.32 * radius
@@ -254,6 +254,52 @@ class _SceneSampler:
             things.append((shape, mask))
         return things
 
+    def _paint_stuff(self, rng: np.random.Generator, difficulty: float,
+                     image: np.ndarray, seg: np.ndarray, base_id: int,
+                     labels: Dict[int, int]) -> None:
+        """Paint the textured stuff regions, one segment per stuff class."""
+        num_regions = 1 + int(rng.binomial(3, difficulty))
+        contrast = _lerp(150, 50, difficulty) * rng.uniform(0.7, 1.0)
+        layout = self._stuff_layout(rng, num_regions)
+        # Easy scenes favour plain backgrounds.
+        probs = np.array([1 + 3 * (1 - difficulty), 1, 1, 1])
+        region_classes = rng.choice(
+            len(STUFF_CLASSES), size=num_regions, p=probs / probs.sum())
+        for stuff_idx in np.unique(region_classes):
+            mask = np.isin(layout, np.flatnonzero(region_classes == stuff_idx))
+            texture = STUFF_TEXTURES[STUFF_CLASSES[stuff_idx]](rng, self.xx,
+                                                               self.yy,
+                                                               contrast)
+            image[mask] = texture[mask]
+            seg_id = base_id + len(labels) + 1
+            seg[mask] = seg_id
+            labels[seg_id] = len(THING_CLASSES) + int(stuff_idx) + 1
+
+    def _paint_things(self, rng: np.random.Generator, difficulty: float,
+                      image: np.ndarray, seg: np.ndarray, base_id: int,
+                      labels: Dict[int, int]) -> None:
+        """Paint flat-coloured shapes, later ones occluding earlier ones."""
+        num_things = 1 + int(rng.binomial(13, difficulty**1.3))
+        contrast = _lerp(150, 30, difficulty) * rng.uniform(0.7, 1.3)
+        for shape, mask in self._place_things(rng, difficulty, num_things):
+            direction = rng.normal(size=3)
+            direction /= np.linalg.norm(direction) + 1e-6
+            background = image[mask].mean(axis=0)
+            image[mask] = np.clip(background + direction * contrast, 0, 255)
+            seg_id = base_id + len(labels) + 1
+            seg[mask] = seg_id
+            labels[seg_id] = THING_CLASSES.index(shape) + 1
+
+    @staticmethod
+    def _degrade(rng: np.random.Generator, difficulty: float,
+                 image: np.ndarray) -> np.ndarray:
+        """Add sensor noise and blur; returns the uint8 image."""
+        sigma = _lerp(0, 14, difficulty) * rng.uniform()
+        image = image + rng.normal(scale=sigma, size=image.shape)
+        if rng.uniform() < difficulty - 0.5:
+            image = cv2.GaussianBlur(image, (3, 3), 0)
+        return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
     def __call__(
             self, rng: np.random.Generator,
             image_id: int) -> Tuple[np.ndarray, np.ndarray, List[Segment]]:
@@ -269,49 +315,16 @@ class _SceneSampler:
             ``dict(id, category_id, mask)``.
         """
         difficulty = rng.uniform()
-        num_regions = 1 + int(rng.binomial(3, difficulty))
-        num_things = 1 + int(rng.binomial(13, difficulty**1.3))
-        stuff_contrast = _lerp(150, 50, difficulty) * rng.uniform(0.7, 1.0)
-        thing_contrast = _lerp(150, 30, difficulty) * rng.uniform(0.7, 1.3)
-
-        layout = self._stuff_layout(rng, num_regions)
-        stuff_probs = np.array([1 + 3 * (1 - difficulty), 1, 1, 1])
-        region_classes = rng.choice(
-            len(STUFF_CLASSES),
-            size=num_regions,
-            p=stuff_probs / stuff_probs.sum())
         image = np.zeros((self.size, self.size, 3))
         seg = np.zeros((self.size, self.size), dtype=np.int64)
         base_id = image_id * SEGMENTS_PER_IMAGE
+        labels: Dict[int, int] = {}
+        self._paint_stuff(rng, difficulty, image, seg, base_id, labels)
+        self._paint_things(rng, difficulty, image, seg, base_id, labels)
+        image = self._degrade(rng, difficulty, image)
+
         segments: List[Segment] = []
-        label_of_id: Dict[int, int] = {}
-        for stuff_idx in np.unique(region_classes):
-            name = STUFF_CLASSES[stuff_idx]
-            mask = np.isin(layout, np.flatnonzero(region_classes == stuff_idx))
-            texture = STUFF_TEXTURES[name](rng, self.xx, self.yy,
-                                           stuff_contrast)
-            image[mask] = texture[mask]
-            seg_id = base_id + len(label_of_id) + 1
-            seg[mask] = seg_id
-            label_of_id[seg_id] = len(THING_CLASSES) + int(stuff_idx) + 1
-
-        for shape, mask in self._place_things(rng, difficulty, num_things):
-            background = image[mask].mean(axis=0)
-            direction = rng.normal(size=3)
-            direction /= np.linalg.norm(direction) + 1e-6
-            color = np.clip(background + direction * thing_contrast, 0, 255)
-            image[mask] = color
-            seg_id = base_id + len(label_of_id) + 1
-            seg[mask] = seg_id
-            label_of_id[seg_id] = THING_CLASSES.index(shape) + 1
-
-        noise_sigma = _lerp(0, 14, difficulty) * rng.uniform()
-        image = image + rng.normal(scale=noise_sigma, size=image.shape)
-        if rng.uniform() < difficulty - 0.5:
-            image = cv2.GaussianBlur(image, (3, 3), 0)
-        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-
-        for seg_id, category_id in label_of_id.items():
+        for seg_id, category_id in labels.items():
             mask = seg == seg_id
             if mask.sum() < self.min_area:
                 seg[mask] = 0
@@ -371,10 +384,7 @@ def _write_split(root: str, split: str, num_images: int, seed: int,
             segments_info.append(record)
             if categories[record['category_id'] - 1]['isthing']:
                 inst_anns.append(
-                    dict(
-                        record,
-                        image_id=image_id,
-                        segmentation=rle))
+                    dict(record, image_id=image_id, segmentation=rle))
         pan_anns.append(
             dict(
                 image_id=image_id,
@@ -388,9 +398,10 @@ def _write_split(root: str, split: str, num_images: int, seed: int,
         info=info,
         images=images,
         annotations=pan_anns,
-        categories=[{k: v
-                     for k, v in cat.items() if k != 'color'}
-                    for cat in categories])
+        categories=[{
+            k: v
+            for k, v in cat.items() if k != 'color'
+        } for cat in categories])
     instances = dict(
         info=info,
         images=images,
@@ -464,8 +475,9 @@ def generate_synthetic_panoptic(out_dir: str,
     out_dir = osp.abspath(out_dir)
     if osp.exists(out_dir):
         if _read_manifest(out_dir) == manifest:
-            print_log(f'Reusing the synthetic panoptic dataset at {out_dir}.',
-                      logger='current')
+            print_log(
+                f'Reusing the synthetic panoptic dataset at {out_dir}.',
+                logger='current')
             return manifest
         if os.listdir(out_dir) and not force:
             raise FileExistsError(

@@ -188,6 +188,9 @@ class DemoPipeline:
         self.stages = StageRunner(self.work_dir, console or sys.stdout,
                                   self.logger)
         self.data_root = osp.join(self.work_dir, 'data', 'synthetic') + '/'
+        self.stages.abbreviate(
+            data_cfg_options(self.data_root), '<data_root and ann_file '
+            'options of every dataloader and evaluator -> DATA>')
         self._fingerprints = {
             name: config_fingerprint(config)
             for name, config in dict(MODEL_CONFIGS, gated=GATED_CONFIG).items()
@@ -216,7 +219,7 @@ class DemoPipeline:
         self.logger.info(
             f'proscale demo in {self.work_dir} (torch threads: '
             f'{torch.get_num_threads()}); settings: '
-            f'{self.settings.to_dict()}')
+            f'{self.settings.to_dict()}; DATA={self.data_root}')
         data = self.generate_data()
         trained = {
             name: self.train(name, config, data)

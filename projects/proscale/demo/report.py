@@ -110,7 +110,7 @@ class DemoReport:
         summary['eco_parent'] = dict(
             self._entry(full, full['encoder_gflops'], full['total_gflops'],
                         self.latency['eco_parent']['ratio']),
-            pq_per_exit={k: self.exits[str(k)]['PQ']
+            pq_per_exit={str(k): self.exits[str(k)]['PQ']
                          for k in self.exit_layers})
         expected_ratio = sum(
             share * self.latency[f'eco_exit{k}']['ratio']
@@ -175,7 +175,7 @@ class DemoReport:
         """The claims the demo shows, each with whether it holds."""
         base, pro = summary['baseline'], summary['proscale']
         parent, gated = summary['eco_parent'], summary['eco_gated']
-        per_exit = [parent['pq_per_exit'][k] for k in self.exit_layers]
+        per_exit = [parent['pq_per_exit'][str(k)] for k in self.exit_layers]
         return [
             (f"PRO-SCALE PQ {pro['PQ']:.2f} within 2 points of the "
              f"baseline's {base['PQ']:.2f}, with "

@@ -206,6 +206,26 @@ class StageRunner:
         self.num_run = 0
         self.num_reused = 0
         self._current_log: Optional[str] = None
+        self._placeholders: Dict[str, str] = {}
+
+    def abbreviate(self, args: Sequence[str], placeholder: str) -> None:
+        """Show these arguments as one placeholder in logged commands.
+
+        Args:
+            args (Sequence[str]): Arguments (e.g. the ``--cfg-options``
+                pointing a config at the dataset).
+            placeholder (str): What the console shows instead of them.
+        """
+        self._placeholders.update({arg: placeholder for arg in args})
+
+    def _display(self, argv: List[str]) -> str:
+        """A tool's command line as the console shows it."""
+        shown: List[str] = []
+        for arg in argv:
+            arg = self._placeholders.get(arg, self._short(arg))
+            if not shown or arg != shown[-1]:
+                shown.append(arg)
+        return ' '.join(shown)
 
     def path(self, *parts: str) -> str:
         """Return a path under the work dir."""
@@ -315,8 +335,7 @@ class StageRunner:
         """
         argv = [str(arg) for arg in args]
         log_path = self._current_log or osp.join(self.log_dir, 'tools.log')
-        self.logger.info(f'     $ python {script} ' + ' '.join(
-            self._short(arg) for arg in argv))
+        self.logger.info(f'     $ python {script} {self._display(argv)}')
         self.logger.info(f'     (full output: {log_path})')
         module = _load_tool(script)
         takes_argv = 'argv' in inspect.signature(module.main).parameters

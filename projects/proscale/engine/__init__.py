@@ -1,2 +1,2 @@
-from . import (exit_flops, gate_sweep, gate_training, hooks,  # noqa: F401
-               loops)
+from . import (beta_search, exit_flops, exit_samples,  # noqa: F401
+               gate_sweep, gate_training, hooks, loops)

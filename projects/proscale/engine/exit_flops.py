@@ -76,11 +76,11 @@ def count_gate_gflops(model: nn.Module, gate: ExitGate, dataloader: Iterable,
     Returns:
         float: GFLOPs of ``gate_features`` and the gate, per image.
     """
-    images = (image_batch for data_batch in dataloader
-              for image_batch in split_batch(data_batch))
+    images = (
+        image_batch for data_batch in dataloader
+        for image_batch in split_batch(data_batch))
     counts = []
-    gate_forward = _GateForward(model.panoptic_head.pixel_decoder,
-                                gate).eval()
+    gate_forward = _GateForward(model.panoptic_head.pixel_decoder, gate).eval()
     for image_batch in islice(images, num_images):
         data = model.data_preprocessor(image_batch, False)
         feats = tuple(model.extract_feat(data['inputs']))

@@ -70,11 +70,11 @@ class ExitSamples:
             meta=self.meta)
 
 
-def load_exit_samples(path: str,
-                      metric: str = 'pq',
-                      group: str = 'All',
-                      expected_exits: Optional[Sequence[int]] = None
-                      ) -> ExitSamples:
+def load_exit_samples(
+        path: str,
+        metric: str = 'pq',
+        group: str = 'All',
+        expected_exits: Optional[Sequence[int]] = None) -> ExitSamples:
     """Load the gate's training data from a derived exit dataset file.
 
     A quality that is NaN (no category with ``tp + fp + fn > 0``: the image

@@ -55,9 +55,9 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
         ``exit_gflops``, ``gflops``. Fixed exits come first, then the gates
         by increasing beta.
     """
-    policies = [(fixed_exit_policy(k), 'fixed') for k in exits] + [
-        (name, 'gate') for name in sorted(betas, key=betas.get)
-    ]
+    policies = [(fixed_exit_policy(k), 'fixed')
+                for k in exits] + [(name, 'gate')
+                                   for name in sorted(betas, key=betas.get)]
     rows = []
     for name, kind in policies:
         counts = {int(k): int(n) for k, n in exit_counts[name].items()}
@@ -101,8 +101,8 @@ def format_sweep(rows: List[dict]) -> str:
                              for k, share in row['exit_shares'].items()))
         lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return '\n'.join('  '.join(cell.ljust(width)
-                               for cell, width in zip(line, widths)).rstrip()
+    return '\n'.join('  '.join(
+        cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
                      for line in lines)
 
 
@@ -153,8 +153,8 @@ def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
             textcoords='offset points',
             xytext=(4, 4),
             fontsize=8)
-    axes.set_xlabel('expected GFLOPs per image'
-                    if x_key == 'gflops' else 'mean encoder layers')
+    axes.set_xlabel('expected GFLOPs per image' if x_key ==
+                    'gflops' else 'mean encoder layers')
     axes.set_ylabel('PQ')
     axes.grid(True, alpha=0.3)
     axes.legend(loc='lower right')

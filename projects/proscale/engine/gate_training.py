@@ -148,9 +148,8 @@ def exit_costs(exits: Sequence[int],
         raise ValueError('a GFLOPs budget needs the GFLOPs of every exit')
     costs = torch.tensor(exit_gflops, dtype=torch.float64)
     if costs.shape != (len(exits), ):
-        raise ValueError(
-            f'need one GFLOPs value per exit {tuple(exits)}, got '
-            f'{list(exit_gflops)}')
+        raise ValueError(f'need one GFLOPs value per exit {tuple(exits)}, got '
+                         f'{list(exit_gflops)}')
     return costs
 
 

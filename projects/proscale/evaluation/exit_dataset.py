@@ -2,7 +2,8 @@
 
 Step B of ECO-M2F runs the trained parent on every image at every exit and
 records the image's panoptic quality there; step C trains the exit gate from
-this file alone. One file holds everything (see ``docs/eco_derived_dataset.md``).
+this file alone. One file holds everything (see
+``docs/eco_derived_dataset.md``).
 
 File format: a NumPy ``.npz`` archive (zip of ``.npy`` arrays, no pickled
 objects; read it with ``np.load(path, allow_pickle=False)`` or, with checks,
@@ -12,7 +13,7 @@ objects; read it with ``np.load(path, allow_pickle=False)`` or, with checks,
 array            shape           dtype    content
 ===============  ==============  =======  =====================================
 ``image_ids``    (N, )           int64    image ids, strictly increasing
-``exits``        (E, )           int64    exits (encoder layers run), increasing
+``exits``        (E, )           int64    exits (encoder layers), increasing
 ``pq``           (N, E, 3)       float64  PQ of image i at exit j, for
                                           All / Things / Stuff (``GROUPS``)
 ``sq``           (N, E, 3)       float64  SQ, same layout
@@ -112,8 +113,8 @@ class ExitDataset:
                             f', expected ({num}, C)')
         if len(np.unique(self.image_ids)) != num:
             problems.append('image_ids are not unique')
-        if not isinstance(self.meta, dict) or (self.meta.get('exits') !=
-                                               self.exits.tolist()):
+        if not isinstance(self.meta, dict) or (self.meta.get('exits')
+                                               != self.exits.tolist()):
             problems.append('meta must be a dict whose "exits" equal exits')
         if problems:
             raise ValueError(f'{source}: ' + '; '.join(problems))
@@ -162,8 +163,8 @@ class ExitDataset:
         widths = {part.gate_inputs.shape[1] for part in parts if len(part)}
         if len(widths) > 1:
             raise ValueError(f'cannot merge gate inputs of widths {widths}')
-        image_ids = np.concatenate(
-            [part.image_ids for part in parts] or [np.zeros(0, np.int64)])
+        image_ids = np.concatenate([part.image_ids for part in parts]
+                                   or [np.zeros(0, np.int64)])
         order = np.argsort(image_ids, kind='stable')
         image_ids = image_ids[order]
         repeated = image_ids[1:][np.diff(image_ids) == 0]
@@ -184,8 +185,8 @@ class ExitDataset:
             pq=stacked('pq', metric_shape),
             sq=stacked('sq', metric_shape),
             rq=stacked('rq', metric_shape),
-            gate_inputs=stacked('gate_inputs', (0, widths.pop() if widths
-                                                else 0)),
+            gate_inputs=stacked('gate_inputs',
+                                (0, widths.pop() if widths else 0)),
             meta=meta)
 
     def save(self, path: str) -> None:
@@ -234,9 +235,9 @@ def _read(path: str) -> ExitDataset:
             arrays = {name: archive[name] for name in _ARRAYS}
         meta = json.loads(str(arrays.pop('meta')))
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
-        raise ValueError(f'{path} is not a readable exit dataset file '
-                         f'(corrupt, truncated or another format): {error}'
-                         ) from error
+        raise ValueError(
+            f'{path} is not a readable exit dataset file '
+            f'(corrupt, truncated or another format): {error}') from error
     if not isinstance(meta, dict) or meta.get('format') != EXIT_DATASET_FORMAT:
         raise ValueError(f'{path} is not an exit dataset file (meta.format '
                          f'is not {EXIT_DATASET_FORMAT!r})')
@@ -247,8 +248,8 @@ def _read(path: str) -> ExitDataset:
     try:
         return ExitDataset(meta=meta, **arrays)
     except ValueError as error:
-        raise ValueError(f'{path}: inconsistent exit dataset: {error}'
-                         ) from error
+        raise ValueError(
+            f'{path}: inconsistent exit dataset: {error}') from error
 
 
 def _same_value(key: str, stored: Any, expected: Any) -> bool:
@@ -260,10 +261,10 @@ def _same_value(key: str, stored: Any, expected: Any) -> bool:
     return json.loads(json.dumps(stored)) == json.loads(json.dumps(expected))
 
 
-def load_exit_dataset(path: str,
-                      expected_exits: Optional[Iterable[int]] = None,
-                      expected_dataset: Optional[Dict[str, Any]] = None
-                      ) -> ExitDataset:
+def load_exit_dataset(
+        path: str,
+        expected_exits: Optional[Iterable[int]] = None,
+        expected_dataset: Optional[Dict[str, Any]] = None) -> ExitDataset:
     """Load and check a derived exit dataset.
 
     Args:

@@ -6,10 +6,11 @@ and :func:`pq_average` reproduces ``PQStat.pq_average``. Together
 (:func:`single_image_pq`) they give what ``panopticapi.evaluation.pq_compute``
 returns for a data set made of that one image:
 
-* ids are combined as ``gt_id * OFFSET + pred_id`` with panopticapi's
-  ``OFFSET = 256 ** 3`` (the COCO panoptic PNG stores 24-bit ids, so ids must
-  lie in ``[0, OFFSET)``); pixels with id ``VOID = 0`` that no segment claims
-  are void;
+* the pixel counts panopticapi gathers per ``gt_id * OFFSET + pred_id``
+  (``OFFSET = 256 ** 3``) come from one joint histogram of (GT segment,
+  predicted segment) indices; ids must lie in ``[0, OFFSET)``, the 24-bit
+  range of the COCO panoptic PNG, for which that pairing is one-to-one;
+  pixels with id ``VOID = 0`` that no segment claims are void;
 * a ground-truth (GT) and a predicted segment of the same category match when
   ``IoU > 0.5``, where the union leaves out the predicted pixels that fall on
   GT void; crowd GT segments never match;
@@ -114,8 +115,8 @@ def _lookup(keys: np.ndarray, values: np.ndarray,
 
 
 def single_image_pq_stats(pred_id_map: np.ndarray,
-                          pred_segments: Sequence[dict],
-                          gt_id_map: np.ndarray, gt_segments: Sequence[dict],
+                          pred_segments: Sequence[dict], gt_id_map: np.ndarray,
+                          gt_segments: Sequence[dict],
                           categories: Mapping[int, dict]) -> PanopticStats:
     """Match the segments of one image as panopticapi does.
 
@@ -155,18 +156,18 @@ def single_image_pq_stats(pred_id_map: np.ndarray,
 
     # Rows: GT segments, then VOID unless a GT segment has id 0, then one row
     # for ids that no GT segment lists (never looked up by panopticapi).
-    gt_void_row = int(np.flatnonzero(gt_ids == VOID)[0]) if (
-        gt_ids == VOID).any() else num_gt
+    gt_void_row = int(np.flatnonzero(
+        gt_ids == VOID)[0]) if (gt_ids == VOID).any() else num_gt
     gt_keys = np.append(gt_ids, VOID)
     gt_rows = np.append(np.arange(num_gt), gt_void_row)
     rows, found = _lookup(gt_keys, gt_rows, gt_flat)
     rows[~found] = num_gt + 1
     # Columns: predicted segments, then VOID unless a segment has id 0.
-    pred_void_col = int(np.flatnonzero(pred_ids == VOID)[0]) if (
-        pred_ids == VOID).any() else num_pred
+    pred_void_col = int(np.flatnonzero(
+        pred_ids == VOID)[0]) if (pred_ids == VOID).any() else num_pred
     cols, found = _lookup(
-        np.append(pred_ids, VOID), np.append(np.arange(num_pred),
-                                             pred_void_col), pred_flat)
+        np.append(pred_ids, VOID),
+        np.append(np.arange(num_pred), pred_void_col), pred_flat)
     if not found.all():
         raise ValueError(f'segment ids {np.unique(pred_flat[~found]).tolist()}'
                          ' occur in pred_id_map but not in pred_segments')
@@ -196,8 +197,8 @@ def single_image_pq_stats(pred_id_map: np.ndarray,
     void_inter = intersection[gt_void_row, :num_pred]
     candidate = ((inter > 0) & ~gt_crowd[:, None]
                  & (gt_cats[:, None] == pred_cats[None, :]))
-    union = (pred_area[None, :] + gt_area[:, None] - inter -
-             void_inter[None, :])
+    union = (
+        pred_area[None, :] + gt_area[:, None] - inter - void_inter[None, :])
     iou = np.zeros(inter.shape, dtype=np.float64)
     with np.errstate(divide='ignore', invalid='ignore'):
         iou[candidate] = inter[candidate] / union[candidate]
@@ -255,8 +256,8 @@ def pq_average(stats: PanopticStats,
     index, present = _lookup(stats.category_ids,
                              np.arange(len(stats.category_ids)), category_ids)
     iou, tp, fp, fn = (
-        np.where(present, values[index] if len(values) else 0, 0).astype(
-            np.float64)
+        np.where(present, values[index] if len(values) else 0,
+                 0).astype(np.float64)
         for values in (stats.iou, stats.tp, stats.fp, stats.fn))
     counted = tp + fp + fn > 0
     denominator = np.where(counted, tp + 0.5 * fp + 0.5 * fn, 1.0)
@@ -271,8 +272,7 @@ def pq_average(stats: PanopticStats,
         n = int(selected.sum())
         results[group] = {
             name: float(values[selected].sum() / n) if n else float('nan')
-            for name, values in zip(PQ_METRICS, (pq_class, sq_class,
-                                                 rq_class))
+            for name, values in zip(PQ_METRICS, (pq_class, sq_class, rq_class))
         }
         results[group]['n'] = n
     return results

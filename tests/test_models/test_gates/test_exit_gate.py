@@ -9,8 +9,8 @@ EXITS = (2, 3, 4, 5, 6)
 
 def _gate(**kwargs):
     torch.manual_seed(0)
-    return MODELS.build(dict(type='ExitGate', exits=EXITS, in_channels=8,
-                             **kwargs)).eval()
+    return MODELS.build(
+        dict(type='ExitGate', exits=EXITS, in_channels=8, **kwargs)).eval()
 
 
 @pytest.mark.parametrize('hidden_channels', [None, 16])
@@ -49,8 +49,11 @@ def test_gate_file_round_trip_and_merge(tmp_path):
     gate = _gate()
     gate.trained.fill_(True)
     meta = dict(
-        gate_cfg=dict(type='ExitGate', exits=list(EXITS), in_channels=8,
-                      hidden_channels=None),
+        gate_cfg=dict(
+            type='ExitGate',
+            exits=list(EXITS),
+            in_channels=8,
+            hidden_channels=None),
         beta=0.01,
         loss='hard_ce')
     save_gate(gate, meta, str(tmp_path / 'gate.pth'))
@@ -61,22 +64,30 @@ def test_gate_file_round_trip_and_merge(tmp_path):
 
     parent = dict(
         meta=dict(epoch=1),
-        state_dict={'backbone.w': torch.ones(2), 'gate.head.bias': torch.ones(9)})
+        state_dict={
+            'backbone.w': torch.ones(2),
+            'gate.head.bias': torch.ones(9)
+        })
     torch.save(parent, tmp_path / 'parent.pth')
-    merge_gate(str(tmp_path / 'parent.pth'), str(tmp_path / 'gate.pth'),
-               str(tmp_path / 'merged.pth'))
+    merge_gate(
+        str(tmp_path / 'parent.pth'), str(tmp_path / 'gate.pth'),
+        str(tmp_path / 'merged.pth'))
     merged = torch.load(tmp_path / 'merged.pth')
     assert merged['meta']['epoch'] == 1
     assert merged['meta']['exit_gate']['beta'] == 0.01
     assert set(merged['state_dict']) == {
-        'backbone.w', 'gate.head.weight', 'gate.head.bias', 'gate.trained'}
+        'backbone.w', 'gate.head.weight', 'gate.head.bias', 'gate.trained'
+    }
     torch.testing.assert_close(merged['state_dict']['gate.head.bias'],
                                gate.head.bias)
 
     mlp_cfg = dict(meta['gate_cfg'], hidden_channels=16)
     with pytest.raises(ValueError, match='does not match the trained gate'):
-        merge_gate(str(tmp_path / 'parent.pth'), str(tmp_path / 'gate.pth'),
-                   str(tmp_path / 'other.pth'), gate_cfg=mlp_cfg)
+        merge_gate(
+            str(tmp_path / 'parent.pth'),
+            str(tmp_path / 'gate.pth'),
+            str(tmp_path / 'other.pth'),
+            gate_cfg=mlp_cfg)
 
 
 def test_a_trained_gate_of_another_shape_is_refused():

@@ -44,7 +44,8 @@ def test_soft_targets_normalise_over_exits_per_image():
     utility = exit_utility([[0.1, 0.2, 0.3, 0.2, 0.1]], EXITS, 0.0)
     target = soft_exit_targets(utility, temperature=0.1)
     assert target.shape == (1, 5)
-    torch.testing.assert_close(target.sum(1), torch.ones(1, dtype=target.dtype))
+    torch.testing.assert_close(
+        target.sum(1), torch.ones(1, dtype=target.dtype))
     assert target.argmax().item() == 2
     sharper = soft_exit_targets(utility, temperature=0.01)
     assert sharper[0, 2] > target[0, 2]

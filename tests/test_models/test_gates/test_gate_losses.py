@@ -35,9 +35,10 @@ def test_loss_is_positive_and_trains_the_logits(loss_type, batch_size):
 
 def test_hard_ce_is_cross_entropy_on_the_best_exit():
     utility = _utility(5)
-    logits = torch.randn(5, len(EXITS), generator=torch.Generator().manual_seed(1))
-    loss = MODELS.build(dict(type='ExitHardCELoss', loss_weight=2.0))(
-        logits, utility)
+    logits = torch.randn(
+        5, len(EXITS), generator=torch.Generator().manual_seed(1))
+    loss = MODELS.build(dict(type='ExitHardCELoss', loss_weight=2.0))(logits,
+                                                                      utility)
     expected = 2.0 * F.cross_entropy(logits, hard_exit_targets(utility))
     torch.testing.assert_close(loss, expected)
 
@@ -48,7 +49,8 @@ def test_soft_losses_are_per_image(loss_type):
     over the exits, not over the batch)."""
     loss_fn = MODELS.build(dict(type=loss_type, temperature=0.1))
     utility = _utility(4)
-    logits = torch.randn(4, len(EXITS), generator=torch.Generator().manual_seed(2))
+    logits = torch.randn(
+        4, len(EXITS), generator=torch.Generator().manual_seed(2))
     one_by_one = torch.stack(
         [loss_fn(logits[i:i + 1], utility[i:i + 1]) for i in range(4)])
     torch.testing.assert_close(loss_fn(logits, utility), one_by_one.mean())

@@ -57,8 +57,8 @@ def gated(single_thread):
         c0, c1 = (values[0] + values[1]) / 2, (values[2] + values[3]) / 2
         slope = 1e3
         model.gate.head.weight.zero_()
-        model.gate.head.weight[:, 0] = torch.tensor(
-            [0, slope, 0, 0, 2 * slope])
+        model.gate.head.weight[:,
+                               0] = torch.tensor([0, slope, 0, 0, 2 * slope])
         model.gate.head.bias.copy_(
             torch.tensor([0, -slope * c0, -1e9, -1e9, -slope * (c0 + c1)]))
         model.gate.trained.fill_(True)

@@ -55,9 +55,8 @@ from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Subset
 
 from ...evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
-                                        EXIT_DATASET_VERSION, GROUPS,
-                                        METRICS, ExitDataset,
-                                        load_exit_dataset)
+                                        EXIT_DATASET_VERSION, GROUPS, METRICS,
+                                        ExitDataset, load_exit_dataset)
 from ...evaluation.single_image_panoptic_evaluator import \
     SingleImagePanopticEvaluator
 
@@ -95,9 +94,9 @@ def derive_dataloader_cfg(cfg: Config, split: str) -> dict:
     dataset = copy.deepcopy(loader.dataset)
     if 'pipeline' not in dataset:
         raise ValueError(
-            f'{split}_dataloader.dataset (type {dataset.get("type")!r}) has no '
-            'pipeline; derivation needs a CocoPanopticDataset-like dataset, '
-            'not a dataset wrapper')
+            f'{split}_dataloader.dataset (type {dataset.get("type")!r}) has '
+            'no pipeline; derivation needs a CocoPanopticDataset-like '
+            'dataset, not a dataset wrapper')
     dataset.pipeline = copy.deepcopy(test_dataset.pipeline)
     return dict(dataset=dataset, num_workers=loader.get('num_workers', 0))
 
@@ -153,7 +152,7 @@ def _sha256(path: str) -> str:
 
 def _code_version() -> Dict[str, Optional[str]]:
     """Versions of this code (git, if available) and of the main packages."""
-    from ... import __version__
+    from ... import __version__  # the package is initialised by now
     repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
     try:
         git = subprocess.run(
@@ -215,21 +214,22 @@ class DeriveExitDatasetLoop(BaseLoop):
                  resume: bool = False,
                  save_interval: int = 100) -> None:
         if save_interval < 1:
-            raise ValueError(f'save_interval must be >= 1, got {save_interval}')
+            raise ValueError(
+                f'save_interval must be >= 1, got {save_interval}')
         model = unwrap_model(runner.model)
         pixel_decoder = getattr(
             getattr(model, 'panoptic_head', None), 'pixel_decoder', None)
         if not hasattr(model, 'predict_exits_by_feat') or not hasattr(
                 pixel_decoder, 'gate_features'):
-            raise TypeError(
-                'DeriveExitDatasetLoop needs an early-exit model '
-                "('EcoMask2Former' with a pixel decoder that has "
-                f"gate_features), got '{type(model).__name__}'")
+            raise TypeError('DeriveExitDatasetLoop needs an early-exit model '
+                            "('EcoMask2Former' with a pixel decoder that has "
+                            f"gate_features), got '{type(model).__name__}'")
         checkpoint = runner.cfg.get('load_from')
         if not checkpoint or not osp.isfile(checkpoint):
             raise FileNotFoundError(
                 'DeriveExitDatasetLoop records the parent checkpoint: '
-                f'cfg.load_from must name an existing file, got {checkpoint!r}')
+                f'cfg.load_from must name an existing file, got {checkpoint!r}'
+            )
         self.exits: List[int] = model.check_exits(
             model.exit_layers if exits is None else exits, 'exits')
         self.out_file = out_file
@@ -244,8 +244,8 @@ class DeriveExitDatasetLoop(BaseLoop):
             self.dataset.get_data_info(i) for i in range(len(self.dataset))
         ]
         missing = [
-            key for key in ('img_id', 'seg_map_path')
-            if any(info.get(key) is None for info in data_list)
+            key for key in ('img_id', 'seg_map_path') if any(
+                info.get(key) is None for info in data_list)
         ]
         if missing or not getattr(self.dataset, 'ann_file', None):
             raise ValueError(
@@ -315,25 +315,36 @@ class DeriveExitDatasetLoop(BaseLoop):
         rank, world_size = get_dist_info()
         plan: List[Any] = [None]
         if rank == 0:
-            done = np.concatenate(
-                [part.image_ids
-                 for part in self._earlier_results()] + [np.zeros(0, int)])
-            pending = np.flatnonzero(~np.isin(self.image_ids, done)).tolist()
-            plan = [(uuid.uuid4().hex[:12], pending)]
-            if not self.resume and osp.isdir(self.parts_dir):
-                print_log(
-                    f'discarding the partial results in {self.parts_dir} '
-                    '(pass --resume to continue them)',
-                    logger='current')
-                shutil.rmtree(self.parts_dir)
-            os.makedirs(self.parts_dir, exist_ok=True)
+            try:
+                done = np.concatenate(
+                    [part.image_ids for part in self._earlier_results()] +
+                    [np.zeros(0, np.int64)])
+            except ValueError as error:
+                # every rank raises it, none waits for a plan
+                plan = [error]
+            else:
+                pending = np.flatnonzero(
+                    ~np.isin(self.image_ids, done)).tolist()
+                plan = [(uuid.uuid4().hex[:12], pending)]
+                if not self.resume and osp.isdir(self.parts_dir):
+                    print_log(
+                        f'discarding the partial results in {self.parts_dir}'
+                        ' (pass --resume to continue them)',
+                        logger='current')
+                    shutil.rmtree(self.parts_dir)
+                os.makedirs(self.parts_dir, exist_ok=True)
         if world_size > 1:
             broadcast_object_list(plan, src=0)
             barrier()
+        if isinstance(plan[0], Exception):
+            raise plan[0]
         run_id, pending = plan[0]
         return run_id, pending, pending[rank::world_size]
 
-    def _save_chunk(self, rows: List[dict], name: str) -> None:
+    def _save_chunk(self, rows: List[dict], run_id: str, rank: int,
+                    chunk: int) -> None:
+        """Write the rows derived since the last chunk to a new file."""
+        name = f'{run_id}-rank{rank:03d}-{chunk:06d}.npz'
         ExitDataset(
             image_ids=[row['image_id'] for row in rows],
             exits=self.exits,
@@ -393,15 +404,14 @@ class DeriveExitDatasetLoop(BaseLoop):
                              int(self.image_ids[index]),
                              self.seg_map_paths[index]))
             if len(rows) == self.save_interval:
-                self._save_chunk(rows, f'{run_id}-rank{rank:03d}-'
-                                 f'{chunk:06d}.npz')
+                self._save_chunk(rows, run_id, rank, chunk)
                 rows, chunk = [], chunk + 1
             if progress is not None:
                 progress.update()
         if progress is not None:
             progress.file.write('\n')
         if rows:
-            self._save_chunk(rows, f'{run_id}-rank{rank:03d}-{chunk:06d}.npz')
+            self._save_chunk(rows, run_id, rank, chunk)
         if world_size > 1:
             barrier()
         metrics: Dict[str, float] = {}
@@ -414,8 +424,9 @@ class DeriveExitDatasetLoop(BaseLoop):
             }
             print_log(
                 f'wrote {self.out_file}: {len(merged)} images; mean per-image'
-                ' PQ (All) per exit: ' + ', '.join(
-                    f'{k}: {100 * v:.2f}' for k, v in zip(self.exits, mean_pq)),
+                ' PQ (All) per exit: ' +
+                ', '.join(f'{k}: {100 * v:.2f}'
+                          for k, v in zip(self.exits, mean_pq)),
                 logger='current')
         if world_size > 1:
             barrier()

@@ -83,8 +83,8 @@ class ExitPolicyTestLoop(TestLoop):
             name: runner.build_evaluator(copy.deepcopy(evaluator))
             for name in self.policies
         }
-        super().__init__(runner, dataloader,
-                         self.evaluators[self.policies[0]], fp16)
+        super().__init__(runner, dataloader, self.evaluators[self.policies[0]],
+                         fp16)
         for policy_evaluator in self.evaluators.values():
             policy_evaluator.dataset_meta = self.evaluator.dataset_meta
         self.exit_counts: Dict[str, Counter] = {
@@ -112,9 +112,9 @@ class ExitPolicyTestLoop(TestLoop):
                 for key, value in policy_metrics.items()
             })
         print_log(
-            'Results per exit policy:\n' + '\n'.join(
-                f'  {name}: exits {dict(sorted(counts.items()))}'
-                for name, counts in self.exit_counts.items()),
+            'Results per exit policy:\n' +
+            '\n'.join(f'  {name}: exits {dict(sorted(counts.items()))}'
+                      for name, counts in self.exit_counts.items()),
             logger='current')
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         self.runner.call_hook('after_test')
@@ -123,13 +123,10 @@ class ExitPolicyTestLoop(TestLoop):
     def _policy_exits(self, gate_input: Tensor) -> Dict[str, List[int]]:
         """Every policy's exit for every image of a batch."""
         num_images = len(gate_input)
-        choices = {
-            fixed_exit_policy(k): [k] * num_images
-            for k in self.exits
-        }
+        choices = {fixed_exit_policy(k): [k] * num_images for k in self.exits}
         for name, gate in self.gates.items():
-            choices[name] = gate.to(gate_input.device).predict(
-                gate_input).tolist()
+            choices[name] = gate.to(
+                gate_input.device).predict(gate_input).tolist()
         return choices
 
     @torch.no_grad()
@@ -157,9 +154,7 @@ class ExitPolicyTestLoop(TestLoop):
         for name, exits in choices.items():
             self.exit_counts[name].update(exits)
             self.evaluators[name].process(
-                data_samples=[
-                    outputs[k][i] for i, k in enumerate(exits)
-                ],
+                data_samples=[outputs[k][i] for i, k in enumerate(exits)],
                 data_batch=data_batch)
         self.runner.call_hook(
             'after_test_iter',

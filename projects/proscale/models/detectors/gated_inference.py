@@ -150,10 +150,11 @@ class GatedInferenceMixin:
                 data_sample.set_metainfo(dict(exit_layer=exit_layer))
         return batch_data_samples
 
-    def forward_gated(self,
-                      batch_inputs: Tensor,
-                      batch_data_samples: Optional[SampleList] = None
-                      ) -> Tuple[List[Tensor]]:
+    def forward_gated(
+        self,
+        batch_inputs: Tensor,
+        batch_data_samples: Optional[SampleList] = None
+    ) -> Tuple[List[Tensor]]:
         """Network forward without post-processing, each image at its gated
         exit.
 
@@ -183,10 +184,11 @@ class GatedInferenceMixin:
                                len(batch_inputs))
         return outputs
 
-    def _forward(self,
-                 batch_inputs: Tensor,
-                 batch_data_samples: Optional[SampleList] = None
-                 ) -> Tuple[List[Tensor]]:
+    def _forward(
+        self,
+        batch_inputs: Tensor,
+        batch_data_samples: Optional[SampleList] = None
+    ) -> Tuple[List[Tensor]]:
         """``mode='tensor'`` forward: gated with ``test_cfg.exit_layer ==
         'gate'``, otherwise the host class's."""
         if self.test_exit_layer == GATE_EXIT:

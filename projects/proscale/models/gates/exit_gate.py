@@ -53,8 +53,8 @@ class ExitGate(BaseModule):
                 nn.Linear(in_channels, hidden_channels), nn.ReLU(),
                 nn.Linear(hidden_channels, num_exits))
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str,
-                              *args, **kwargs) -> None:
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args,
+                              **kwargs) -> None:
         """Refuse a trained gate's weights that do not fit this gate.
 
         mmengine loads checkpoints non-strictly, so a gate file trained with
@@ -73,8 +73,8 @@ class ExitGate(BaseModule):
             }
             if found != expected:
                 raise ValueError(
-                    f'the checkpoint\'s exit gate at {prefix!r} ({found}) does '
-                    f'not fit this gate (exits {self.exits}, in_channels '
+                    f"the checkpoint's exit gate at {prefix!r} ({found}) "
+                    f'does not fit this gate (exits {self.exits}, in_channels '
                     f'{self.in_channels}, hidden_channels '
                     f'{self.hidden_channels}: {expected}); make the gate '
                     'config match the trained gate (see meta.gate_cfg in '

@@ -93,9 +93,8 @@ def hard_exit_targets(utility: Tensor,
         (N, ), dtype int64.
     """
     if utility.dim() != 2 or utility.shape[1] == 0:
-        raise ValueError(
-            f'utility must have shape (N, E) with E >= 1, got '
-            f'{tuple(utility.shape)}')
+        raise ValueError(f'utility must have shape (N, E) with E >= 1, got '
+                         f'{tuple(utility.shape)}')
     best = utility.max(dim=1, keepdim=True).values
     near_best = utility >= best - tolerance
     # argmax over a boolean returns the first True, i.e. the shallowest.

@@ -22,7 +22,6 @@ from mmdet.registry import MODELS
 
 from .exit_gate import ExitGate
 
-
 GATE_PREFIX = 'gate.'
 
 
