@@ -23,8 +23,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # passively costs next to nothing. Must be set before torch is imported.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-from projects.proscale.demo import (PRESETS, DemoPipeline,  # noqa: E402
-                                    StageError)
+from projects.proscale.demo import (
+    PRESETS,
+    DemoPipeline,  # noqa: E402
+    StageError)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -67,8 +69,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     try:
         return pipeline.run()
     except StageError as error:
-        print(f'{pipeline.stages.log_tail()}\nerror: {error}',
-              file=sys.stderr)
+        print(f'{pipeline.stages.log_tail()}\nerror: {error}', file=sys.stderr)
         sys.exit(1)
 
 

@@ -148,7 +148,7 @@ def test_difficulty_is_broad(synthetic_data_root):
         if areas:
             mean_areas.append(np.mean(areas))
     assert min(counts) <= 2 and max(counts) >= 6
-    assert max(mean_areas) > 8 * min(mean_areas)
+    assert max(mean_areas) > 5 * min(mean_areas)
 
 
 def test_mmdet_dataset_uses_shipped_metainfo(synthetic_data_root):
@@ -200,10 +200,18 @@ def test_refuses_to_clobber(tmp_path):
         generate_synthetic_panoptic(str(tmp_path / 'x'), num_train=0)
 
 
-def test_cli_names_the_clobbered_folder(tmp_path, run_tool):
+def test_cli_refuses_to_clobber(tmp_path, run_tool_in_process):
     out = tmp_path / 'taken'
     out.mkdir()
     (out / 'notes.txt').write_text('not a dataset')
-    proc = run_tool(CLI, out, '--num-train', 1, '--num-val', 1, returncode=2)
-    assert str(out) in proc.stderr and '--force' in proc.stderr
+    code, stderr = run_tool_in_process(CLI, out, '--num-train', 1, '--num-val',
+                                       1)
+    assert code == 2
+    assert str(out) in stderr and '--force' in stderr
     assert os.listdir(out) == ['notes.txt']
+    code, _ = run_tool_in_process(CLI, out, '--num-train', 1, '--num-val', 1,
+                                  '--image-size', 32, '--force')
+    assert code == 0
+    assert sorted(os.listdir(out)) == [
+        'annotations', 'synthetic_panoptic.json', 'train', 'val'
+    ]

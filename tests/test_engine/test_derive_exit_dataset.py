@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from projects.proscale.evaluation import load_exit_dataset
 
@@ -164,3 +165,16 @@ def test_mismatched_resume_fails_and_keeps_output(derive_args, run_tool,
     assert f"--resume: {out} was derived with different ['exits']" in (
         refused.stderr)
     assert out.read_bytes() == before
+
+
+def test_checkpoint_of_another_model_is_refused(derive_args, run_tool,
+                                                tmp_path):
+    checkpoint = tmp_path / 'other.pth'
+    torch.save(dict(state_dict={'backbone.conv1.weight': torch.zeros(1)}),
+               checkpoint)
+    args = derive_args(tmp_path / 'derived.npz')
+    args[1] = str(checkpoint)
+    refused = run_tool(TOOL, *args, env=ENV, returncode=None)
+    assert refused.returncode != 0
+    assert 'size mismatch for backbone.conv1.weight' in refused.stderr
+    assert not (tmp_path / 'derived.npz').exists()

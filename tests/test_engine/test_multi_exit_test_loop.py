@@ -50,11 +50,11 @@ def test_each_exit_feeds_its_own_evaluator(synthetic_cfg_overrides, tmp_path):
         model=cfg.model,
         work_dir=str(tmp_path),
         test_dataloader=cfg.test_dataloader,
-        test_cfg=dict(type='MultiExitTestLoop', exits=[6, 2, 4]),
+        test_cfg=dict(type='MultiExitTestLoop', exits=[6, 2]),
         test_evaluator=dict(type='EcoTestScoreSum'),
         default_scope='mmdet')
     per_exit = split_exit_metrics(runner.test())
-    assert list(per_exit) == [2, 4, 6]
+    assert list(per_exit) == [2, 6]
     num_images = len(runner.test_loop.dataloader.dataset)
 
     model = runner.model
@@ -67,7 +67,7 @@ def test_each_exit_feeds_its_own_evaluator(synthetic_cfg_overrides, tmp_path):
                 for data_batch in runner.test_loop.dataloader
                 for sample in model.test_step(copy.deepcopy(data_batch)))
         assert metrics['score_sum'] == pytest.approx(expected, rel=1e-5)
-    assert len({m['score_sum'] for m in per_exit.values()}) == 3
+    assert per_exit[2]['score_sum'] != per_exit[6]['score_sum']
 
 
 def test_rejects_a_model_without_exits(synthetic_cfg_overrides, tmp_path):

@@ -14,14 +14,12 @@ import torch
 from projects.proscale.demo import PRESETS, DemoPipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-METRICS = {
-    'PQ', 'SQ', 'RQ', 'encoder_gflops', 'total_gflops', 'latency_ratio'
-}
+METRICS = {'PQ', 'SQ', 'RQ', 'encoder_gflops', 'total_gflops', 'latency_ratio'}
 STAGES = {
     'data', 'train_baseline', 'train_proscale', 'train_eco_parent',
-    'eval_baseline', 'eval_proscale', 'eval_eco_parent',
-    'derive_exit_dataset', 'train_gate', 'eval_eco_gated', 'flops_baseline',
-    'flops_proscale', 'flops_eco_gated', 'latency'
+    'eval_baseline', 'eval_proscale', 'eval_eco_parent', 'derive_exit_dataset',
+    'train_gate', 'eval_eco_gated', 'flops_baseline', 'flops_proscale',
+    'flops_eco_gated', 'latency'
 }
 
 
@@ -73,17 +71,16 @@ def test_every_stage_runs_and_reports(small_demo: Path):
         assert 0 <= entry['PQ'] <= 100
         assert entry['total_gflops'] > entry['encoder_gflops'] > 0
     assert summary['baseline']['latency_ratio'] == 1.0
-    assert set(summary['eco_parent']['pq_per_exit']) == {
-        '2', '3', '4', '5', '6'
-    }
+    assert set(
+        summary['eco_parent']['pq_per_exit']) == {'2', '3', '4', '5', '6'}
     assert all(
         _is_number(pq) for pq in summary['eco_parent']['pq_per_exit'].values())
     assert 2 <= summary['eco_gated']['mean_depth'] <= 6
     assert summary['eco_gated']['beta'] == settings.beta
     # PRO-SCALE's encoder is cheaper than the baseline's (GFLOPs count
     # the architecture, so this holds even untrained).
-    assert (summary['proscale']['encoder_gflops'] <
-            summary['baseline']['encoder_gflops'])
+    assert (summary['proscale']['encoder_gflops']
+            < summary['baseline']['encoder_gflops'])
 
     assert (small_demo / 'pq_vs_gflops.png').read_bytes()[:4] == b'\x89PNG'
     images = sorted((small_demo / 'visualisations').glob('*.png'))

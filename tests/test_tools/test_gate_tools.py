@@ -17,7 +17,10 @@ import torch
 from projects.proscale.evaluation import ExitDataset
 from projects.proscale.evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
                                                        EXIT_DATASET_VERSION)
-from projects.proscale.models.gates import load_gate
+from projects.proscale.engine.exit_samples import load_exit_samples
+from projects.proscale.engine.gate_training import train_gate
+from projects.proscale.models.gates import (exit_utility, hard_exit_targets,
+                                            load_gate)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GATED_CONFIG = (
@@ -186,3 +189,55 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options, derived,
     assert 0 < table['gate_gflops'] < 0.01 * gflops[0]
     assert (out_dir / 'sweep.png').stat().st_size > 0
     assert load_gate(by_policy['beta0']['gate_file'])[1]['beta'] == 0
+
+
+@pytest.mark.heavy
+def test_gate_sends_synthetic_images_to_different_exits(
+        synthetic_cfg_options, run_tool, tmp_path):
+    """End to end on the synthetic dataset: a tiny parent trained long
+    enough to segment some of its training images, the derived dataset of
+    its training split, and a gate trained on it.
+
+    The default run's parent (a few iterations) segments nothing, so every
+    per-image PQ is 0 and every target is the shallowest exit; the fast
+    variant of this check is ``test_gate_learns_the_difficulty`` in
+    tests/test_engine/test_gate_training.py.
+    """
+    config = ('configs/eco_m2f/'
+              'eco-m2f-parent_r18_1xb4-tiny_synthetic-panoptic.py')
+    run_tool(
+        'tools/train.py',
+        config,
+        '--work-dir',
+        str(tmp_path),
+        '--cfg-options',
+        *synthetic_cfg_options,
+        'val_dataloader=None',
+        'val_cfg=None',
+        'val_evaluator=None',
+        'custom_hooks.0.seed=0',
+        timeout=3600)
+    derived = str(tmp_path / 'derived.npz')
+    run_tool(
+        'tools/eco/derive_exit_dataset.py',
+        config,
+        str(tmp_path / 'iter_300.pth'),
+        '--out',
+        derived,
+        '--work-dir',
+        str(tmp_path / 'derive'),
+        '--cfg-options',
+        *synthetic_cfg_options,
+        # the briefly trained parent's scores rarely reach the default 0.8
+        'model.test_cfg.object_mask_thr=0.3',
+        timeout=1800)
+    samples = load_exit_samples(derived)
+    targets = hard_exit_targets(
+        exit_utility(samples.quality, samples.exits, 0.0))
+    majority = torch.bincount(targets).max().item() / len(targets)
+    assert majority < 1, 'the parent gives every image the same best exit'
+
+    gate = train_gate(samples, beta=0.0)
+    choice = gate(samples.gate_inputs).argmax(dim=1)
+    assert len(set(choice.tolist())) >= 2
+    assert (choice == targets).double().mean().item() > majority

@@ -128,7 +128,8 @@ def main() -> None:
                 save_interval=args.save_interval),
             default_args=dict(runner=runner))
         runner.call_hook('before_run')
-        runner.load_or_resume()
+        # Strict: a checkpoint of another architecture must not half-load.
+        runner.load_checkpoint(args.checkpoint, strict=True)
         loop.run()
         runner.call_hook('after_run')
 

@@ -170,9 +170,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[int, dict]:
     print(format_table(per_exit, flops))
     if args.json:
         results = {
-            str(k): dict(metrics, **({
-                'gflops': flops[k]
-            } if flops else {}))
+            str(k): dict(metrics, gflops=flops[k]) if flops else metrics
             for k, metrics in per_exit.items()
         }
         with open(args.json, 'w') as f:

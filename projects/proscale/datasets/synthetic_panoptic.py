@@ -1,13 +1,16 @@
 """An embedded synthetic panoptic dataset in exact COCO panoptic format.
 
-Every image is a scene of textured "stuff" regions (a warped Voronoi
-partition of the canvas) with flat-coloured "thing" shapes painted on top.
-Each image draws its own latent difficulty from a broad distribution; it
-controls how many objects there are, how small they are, whether they overlap
-and occlude each other, how much they contrast with the background, how many
-stuff regions there are and how much sensor noise and blur is added. The
-difficulty itself is never written anywhere: a model has to infer it from the
-pixels, which is what ECO-M2F's exit gate learns.
+Every image is a scene of muted, textured "stuff" regions (a warped Voronoi
+partition of the canvas) with saturated, flat-coloured "thing" shapes painted
+on top. Besides its shape or texture, every class has a characteristic hue
+(as real categories have a typical appearance), a cue that a small model
+trained from scratch picks up within minutes. Each image draws its own latent difficulty
+from a broad distribution; it controls how many objects there are, how small
+they are, whether they overlap and occlude each other, how ambiguous their
+hue is and how much they contrast with the background, how many stuff regions
+there are and how much sensor noise and blur is added. The difficulty itself
+is never written anywhere: a model has to infer it from the pixels, which is
+what ECO-M2F's exit gate learns.
 
 Layout written under ``out_dir`` (the COCO layout, split names without year)::
 
@@ -24,6 +27,7 @@ Layout written under ``out_dir`` (the COCO layout, split names without year)::
 Generation is deterministic: image ``i`` of a split depends only on
 ``(seed, split, i, image_size)``, never on the number of images generated.
 """
+import colorsys
 import json
 import os
 import os.path as osp
@@ -43,6 +47,10 @@ SPLITS = ('train', 'val')
 
 THING_CLASSES = ('circle', 'square', 'triangle', 'cross')
 STUFF_CLASSES = ('plain', 'stripes', 'checker', 'noise')
+# Characteristic hues (degrees) of the classes; see `_thing_color` and
+# `_stuff_colors`.
+THING_HUES = (0, 90, 180, 270)
+STUFF_HUES = (45, 135, 225, 315)
 
 SYNTHETIC_PANOPTIC_METAINFO = dict(
     classes=THING_CLASSES + STUFF_CLASSES,
@@ -89,18 +97,34 @@ def _lerp(easy: float, hard: float, difficulty: float) -> float:
     return easy + (hard - easy) * difficulty
 
 
-def _random_color(rng: np.random.Generator) -> np.ndarray:
-    """Return a random RGB colour, shape (3, ), float in [0, 255]."""
-    return rng.uniform(0, 255, size=3)
+def _hsv_to_rgb(hue: float, saturation: float, value: float) -> np.ndarray:
+    """Convert an HSV colour (hue in degrees) to RGB in [0, 255], shape (3, ).
+    """
+    rgb = colorsys.hsv_to_rgb((hue / 360) % 1.0,
+                              float(np.clip(saturation, 0, 1)),
+                              float(np.clip(value, 0, 1)))
+    return np.array(rgb) * 255
 
 
-def _color_pair(rng: np.random.Generator, contrast: float) -> np.ndarray:
-    """Return two colours that differ by about ``contrast`` (shape (2, 3))."""
-    base = rng.uniform(40, 215, size=3)
-    direction = rng.normal(size=3)
-    direction /= np.linalg.norm(direction) + 1e-6
-    offset = direction * contrast / 2
-    return np.clip(np.stack([base - offset, base + offset]), 0, 255)
+def _stuff_colors(rng: np.random.Generator, stuff: str,
+                  difficulty: float) -> np.ndarray:
+    """Two muted colours of a stuff texture, shape (2, 3).
+
+    Like the things, every stuff class has a characteristic hue
+    (:data:`STUFF_HUES`), but stuff is much less saturated. Hard scenes
+    spread the hue, let stuff saturation reach that of pale things and lower
+    the texture contrast.
+    """
+    spread = _lerp(10, 45, difficulty)
+    hue = STUFF_HUES[STUFF_CLASSES.index(stuff)] + rng.uniform(-spread, spread)
+    saturation = rng.uniform(
+        _lerp(0.2, 0.1, difficulty), _lerp(0.35, 0.45, difficulty))
+    value = rng.uniform(0.3, 0.8)
+    half_contrast = _lerp(0.25, 0.08, difficulty) * rng.uniform(0.7, 1.0)
+    return np.stack([
+        _hsv_to_rgb(hue, saturation, value - half_contrast),
+        _hsv_to_rgb(hue, saturation, value + half_contrast)
+    ])
 
 
 def _rotated(xx: np.ndarray, yy: np.ndarray,
@@ -111,28 +135,24 @@ def _rotated(xx: np.ndarray, yy: np.ndarray,
 
 
 def _plain_texture(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
-                   contrast: float) -> np.ndarray:
-    """A flat colour with a faint linear shading."""
-    color = _random_color(rng)
+                   colors: np.ndarray) -> np.ndarray:
+    """One flat colour with a faint linear shading."""
     u, _ = _rotated(xx, yy, rng.uniform(0, 2 * np.pi))
-    shade = 1 + 0.1 * contrast / 255 * (u / xx.shape[1] - 0.5)
-    return color * shade[..., None]
+    shade = 1 + 0.1 * (u / xx.shape[1] - 0.5)
+    return colors.mean(axis=0) * shade[..., None]
 
 
 def _stripes_texture(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
-                     contrast: float) -> np.ndarray:
+                     colors: np.ndarray) -> np.ndarray:
     """Two-colour stripes of random period and orientation."""
-    colors = _color_pair(rng, contrast)
     u, _ = _rotated(xx, yy, rng.uniform(0, np.pi))
     period = rng.uniform(5, 12)
-    index = (np.mod(u / period, 1.0) < 0.5).astype(np.intp)
-    return colors[index]
+    return colors[(np.mod(u / period, 1.0) < 0.5).astype(np.intp)]
 
 
 def _checker_texture(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
-                     contrast: float) -> np.ndarray:
+                     colors: np.ndarray) -> np.ndarray:
     """A two-colour checkerboard of random cell size and orientation."""
-    colors = _color_pair(rng, contrast)
     u, v = _rotated(xx, yy, rng.uniform(0, np.pi / 2))
     cell = rng.uniform(4, 9)
     index = np.mod(np.floor(u / cell) + np.floor(v / cell), 2)
@@ -140,15 +160,13 @@ def _checker_texture(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
 
 
 def _noise_texture(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
-                   contrast: float) -> np.ndarray:
+                   colors: np.ndarray) -> np.ndarray:
     """Blocky random noise blending two colours."""
-    colors = _color_pair(rng, contrast)
     height, width = xx.shape
     block = int(rng.integers(1, 4))
     coarse = rng.uniform(size=(-(-height // block), -(-width // block)))
-    weight = np.kron(coarse, np.ones((block, block)))[:height, :width]
-    return (colors[0] * (1 - weight[..., None]) +
-            colors[1] * weight[..., None])
+    weight = np.kron(coarse, np.ones((block, block)))[:height, :width, None]
+    return colors[0] * (1 - weight) + colors[1] * weight
 
 
 STUFF_TEXTURES: Dict[str, Callable[..., np.ndarray]] = dict(
@@ -156,6 +174,27 @@ STUFF_TEXTURES: Dict[str, Callable[..., np.ndarray]] = dict(
     stripes=_stripes_texture,
     checker=_checker_texture,
     noise=_noise_texture)
+
+
+def _thing_color(rng: np.random.Generator, shape: str, difficulty: float,
+                 background: np.ndarray) -> np.ndarray:
+    """Colour of a thing, shape (3, ).
+
+    Every shape class has a characteristic hue (:data:`THING_HUES`), as real
+    categories have a typical appearance. Hard scenes blur that cue: a wider
+    hue spread (up to the neighbouring classes' hues), paler colours and a
+    brightness close to the background's, so the shape has to be read.
+    """
+    spread = _lerp(12, 50, difficulty)
+    hue = THING_HUES[THING_CLASSES.index(shape)] + rng.uniform(-spread, spread)
+    saturation = rng.uniform(
+        _lerp(0.75, 0.35, difficulty), _lerp(1.0, 0.6, difficulty))
+    offset = rng.uniform(
+        _lerp(0.35, 0.05, difficulty), _lerp(0.55, 0.25, difficulty))
+    value = background.max() / 255 + offset * rng.choice([-1, 1])
+    if not 0.2 <= value <= 1.0:
+        value = background.max() / 255 - (value - background.max() / 255)
+    return _hsv_to_rgb(hue, saturation, value)
 
 
 def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray,
@@ -259,17 +298,14 @@ class _SceneSampler:
                      labels: Dict[int, int]) -> None:
         """Paint the textured stuff regions, one segment per stuff class."""
         num_regions = 1 + int(rng.binomial(3, difficulty))
-        contrast = _lerp(150, 50, difficulty) * rng.uniform(0.7, 1.0)
         layout = self._stuff_layout(rng, num_regions)
-        # Easy scenes favour plain backgrounds.
-        probs = np.array([1 + 3 * (1 - difficulty), 1, 1, 1])
-        region_classes = rng.choice(
-            len(STUFF_CLASSES), size=num_regions, p=probs / probs.sum())
+        region_classes = rng.integers(len(STUFF_CLASSES), size=num_regions)
         for stuff_idx in np.unique(region_classes):
             mask = np.isin(layout, np.flatnonzero(region_classes == stuff_idx))
-            texture = STUFF_TEXTURES[STUFF_CLASSES[stuff_idx]](rng, self.xx,
-                                                               self.yy,
-                                                               contrast)
+            stuff = STUFF_CLASSES[stuff_idx]
+            texture = STUFF_TEXTURES[stuff](rng, self.xx, self.yy,
+                                            _stuff_colors(
+                                                rng, stuff, difficulty))
             image[mask] = texture[mask]
             seg_id = base_id + len(labels) + 1
             seg[mask] = seg_id
@@ -280,12 +316,9 @@ class _SceneSampler:
                       labels: Dict[int, int]) -> None:
         """Paint flat-coloured shapes, later ones occluding earlier ones."""
         num_things = 1 + int(rng.binomial(13, difficulty**1.3))
-        contrast = _lerp(150, 30, difficulty) * rng.uniform(0.7, 1.3)
         for shape, mask in self._place_things(rng, difficulty, num_things):
-            direction = rng.normal(size=3)
-            direction /= np.linalg.norm(direction) + 1e-6
-            background = image[mask].mean(axis=0)
-            image[mask] = np.clip(background + direction * contrast, 0, 255)
+            image[mask] = _thing_color(rng, shape, difficulty,
+                                       image[mask].mean(axis=0))
             seg_id = base_id + len(labels) + 1
             seg[mask] = seg_id
             labels[seg_id] = THING_CLASSES.index(shape) + 1

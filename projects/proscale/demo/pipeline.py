@@ -37,7 +37,8 @@ from mmengine.logging import MMLogger
 from ..evaluation import load_exit_dataset
 from .report import DemoReport
 from .settings import DemoSettings
-from .stages import REPO_ROOT, StageError, StageResult, StageRunner
+from .stages import (REPO_ROOT, StageError, StageResult, StageRunner,
+                     stage_key)
 
 BASELINE_CONFIG = 'configs/mask2former/' \
     'mask2former_r18_1xb4-tiny_synthetic-panoptic.py'
@@ -62,9 +63,9 @@ def repo_path(relative: str) -> str:
 
 
 def config_fingerprint(config: str) -> str:
-    """A text that changes whenever the merged config changes."""
+    """A hash that changes whenever the merged config changes."""
     cfg = Config.fromfile(repo_path(config))
-    return json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    return stage_key(cfg.to_dict())
 
 
 def data_cfg_options(data_root: str) -> List[str]:
@@ -78,8 +79,7 @@ def data_cfg_options(data_root: str) -> List[str]:
     """
     options = [
         f'{loader}.dataset.data_root={data_root}'
-        for loader in ('train_dataloader', 'val_dataloader',
-                       'test_dataloader')
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
     ]
     for evaluator in ('val_evaluator', 'test_evaluator'):
         options += [
@@ -193,7 +193,8 @@ class DemoPipeline:
             'options of every dataloader and evaluator -> DATA>')
         self._fingerprints = {
             name: config_fingerprint(config)
-            for name, config in dict(MODEL_CONFIGS, gated=GATED_CONFIG).items()
+            for name, config in dict(MODEL_CONFIGS,
+                                     gated=GATED_CONFIG).items()
         }
 
     def _prepare_work_dir(self, fresh: bool) -> None:
@@ -216,10 +217,9 @@ class DemoPipeline:
         """
         if self.settings.threads is not None:
             torch.set_num_threads(self.settings.threads)
-        self.logger.info(
-            f'proscale demo in {self.work_dir} (torch threads: '
-            f'{torch.get_num_threads()}); settings: '
-            f'{self.settings.to_dict()}; DATA={self.data_root}')
+        self.logger.info(f'proscale demo in {self.work_dir} (torch threads: '
+                         f'{torch.get_num_threads()}); settings: '
+                         f'{self.settings.to_dict()}; DATA={self.data_root}')
         data = self.generate_data()
         trained = {
             name: self.train(name, config, data)
@@ -245,13 +245,17 @@ class DemoPipeline:
             work_dir=self.work_dir,
             data_root=self.data_root,
             settings=self.settings,
-            evaluated={k: v.results
-                       for k, v in evaluated.items()},
+            evaluated={
+                k: v.results
+                for k, v in evaluated.items()
+            },
             exits=exits.results,
             gate=gate.results,
             gated=gated.results,
-            flops={k: v.results
-                   for k, v in flops.items()},
+            flops={
+                k: v.results
+                for k, v in flops.items()
+            },
             latency=latency.results)
         summary = report.write(self.logger)
         self.logger.info(
@@ -274,16 +278,14 @@ class DemoPipeline:
             self.stages.tool(
                 'tools/dataset_converters/generate_synthetic_panoptic.py',
                 self.data_root, '--num-train', s.num_train, '--num-val',
-                s.num_val, '--image-size', s.image_size, '--seed',
-                s.data_seed, '--force')
+                s.num_val, '--image-size', s.image_size, '--seed', s.data_seed,
+                '--force')
             return params
 
         return self.stages.run(
-            'data',
-            f'Generate the synthetic dataset ({s.num_train} train / '
-            f'{s.num_val} val images, {s.image_size}x{s.image_size})',
-            params, [osp.join(self.data_root, 'synthetic_panoptic.json')],
-            body)
+            'data', f'Generate the synthetic dataset ({s.num_train} train / '
+            f'{s.num_val} val images, {s.image_size}x{s.image_size})', params,
+            [osp.join(self.data_root, 'synthetic_panoptic.json')], body)
 
     def train(self, name: str, config: str, data: StageResult) -> StageResult:
         """Train one model with the demo's recipe."""
@@ -294,17 +296,14 @@ class DemoPipeline:
         if name == 'eco_parent':
             options.append(f'custom_hooks.0.exits_per_iter={s.exits_per_iter}')
         params = dict(
-            config=self._fingerprints[name],
-            options=options,
-            data=data.key)
+            config=self._fingerprints[name], options=options, data=data.key)
 
         def body(key: str) -> dict:
             resumable = self.stages.prepare_dir(train_dir, key)
             resume = ['--resume'] if resumable and osp.isfile(
                 osp.join(train_dir, 'last_checkpoint')) else []
-            self.stages.tool('tools/train.py', repo_path(config),
-                             '--work-dir', train_dir, *resume,
-                             '--cfg-options', *options)
+            self.stages.tool('tools/train.py', repo_path(config), '--work-dir',
+                             train_dir, *resume, '--cfg-options', *options)
             return dict(checkpoint=checkpoint)
 
         titles = dict(
@@ -335,8 +334,8 @@ class DemoPipeline:
             return metrics
 
         return self.stages.run(f'eval_{name}',
-                               f'Evaluate {name} on the val split', params,
-                               [], body)
+                               f'Evaluate {name} on the val split', params, [],
+                               body)
 
     def evaluate_exits(self, trained: StageResult) -> StageResult:
         """Evaluate the ECO-M2F parent at every exit in one pass."""
@@ -352,8 +351,9 @@ class DemoPipeline:
             self.stages.prepare_dir(eval_dir, key)
             # Every synthetic image has the same size, so one image gives
             # the GFLOPs of every exit exactly.
-            self.stages.tool('tools/eco/eval_exits.py', repo_path(
-                PARENT_CONFIG), trained.results['checkpoint'], '--json', out,
+            self.stages.tool('tools/eco/eval_exits.py',
+                             repo_path(PARENT_CONFIG),
+                             trained.results['checkpoint'], '--json', out,
                              '--flops-images', 1, '--work-dir', eval_dir,
                              '--cfg-options', *options)
             with open(out) as f:
@@ -433,22 +433,21 @@ class DemoPipeline:
 
         def body(key: str) -> dict:
             self.stages.prepare_dir(gate_dir, key)
-            self.stages.tool('tools/eco/train_gate.py', derived_file,
-                             '--beta', s.beta, '--iters', s.gate_iters,
-                             '--exit-gflops', *exit_gflops, '--out',
-                             gate_file, '--json', figures_file)
+            self.stages.tool('tools/eco/train_gate.py', derived_file, '--beta',
+                             s.beta, '--iters', s.gate_iters, '--exit-gflops',
+                             *exit_gflops, '--out', gate_file, '--json',
+                             figures_file)
             self.stages.tool('tools/eco/merge_gate.py',
-                             trained.results['checkpoint'], gate_file,
-                             '--out', merged, '--config',
-                             repo_path(GATED_CONFIG))
+                             trained.results['checkpoint'], gate_file, '--out',
+                             merged, '--config', repo_path(GATED_CONFIG))
             with open(figures_file) as f:
                 figures = json.load(f)
             held_out = figures['val']
             self.logger.info(
                 f"     held-out: accuracy {held_out['accuracy']:.2f}, mean "
-                f"depth {held_out['mean_depth']:.2f}, exits " + ', '.join(
-                    f'{k}: {share:.0%}'
-                    for k, share in held_out['histogram'].items()))
+                f"depth {held_out['mean_depth']:.2f}, exits " +
+                ', '.join(f'{k}: {share:.0%}'
+                          for k, share in held_out['histogram'].items()))
             return dict(
                 beta=figures['beta'], held_out=held_out, checkpoint=merged)
 
@@ -463,8 +462,7 @@ class DemoPipeline:
         predictions = osp.join(eval_dir, 'predictions.pkl')
         options = data_cfg_options(self.data_root)
         params = dict(
-            config=self._fingerprints['gated'], options=options,
-            gate=gate.key)
+            config=self._fingerprints['gated'], options=options, gate=gate.key)
 
         def body(key: str) -> dict:
             self.stages.prepare_dir(eval_dir, key)
@@ -524,8 +522,8 @@ class DemoPipeline:
 
         def body(key: str) -> dict:
             os.makedirs(osp.dirname(out), exist_ok=True)
-            self.stages.tool('tools/analysis/get_flops.py',
-                             repo_path(config), '--json', out, *args)
+            self.stages.tool('tools/analysis/get_flops.py', repo_path(config),
+                             '--json', out, *args)
             with open(out) as f:
                 flops = json.load(f)
             self.logger.info(f"     {name}: {flops['total']:.3f} GFLOPs, "
@@ -548,10 +546,8 @@ class DemoPipeline:
         out = osp.join(analysis_dir, 'latency.json')
         exit_layers = sorted(int(k) for k in exits.results)
         params = dict(
-            configs={
-                name: self._fingerprints[name]
-                for name in MODEL_CONFIGS
-            },
+            configs={name: self._fingerprints[name]
+                     for name in MODEL_CONFIGS},
             exits=exit_layers,
             size=s.image_size,
             runs=s.benchmark_runs,
@@ -559,24 +555,19 @@ class DemoPipeline:
             threads=torch.get_num_threads())
 
         def body(key: str) -> dict:
-            configs = dict(
-                (name, repo_path(config))
-                for name, config in MODEL_CONFIGS.items())
+            configs = dict((name, repo_path(config))
+                           for name, config in MODEL_CONFIGS.items())
             for k in exit_layers[:-1]:
                 configs[f'eco_exit{k}'] = self._write_exit_config(
                     osp.join(analysis_dir, 'configs'), k)
-            self.stages.tool('tools/analysis/benchmark.py',
-                             *configs.values(), '--shape', s.image_size,
-                             s.image_size, '--part', 'model', '--runs',
-                             s.benchmark_runs, '--warmup', s.benchmark_warmup,
-                             '--threads', torch.get_num_threads(), '--json',
-                             out)
+            self.stages.tool('tools/analysis/benchmark.py', *configs.values(),
+                             '--shape', s.image_size, s.image_size, '--part',
+                             'model', '--runs', s.benchmark_runs, '--warmup',
+                             s.benchmark_warmup, '--threads',
+                             torch.get_num_threads(), '--json', out)
             with open(out) as f:
                 timings = json.load(f)
-            results = {
-                name: timings[path]
-                for name, path in configs.items()
-            }
+            results = {name: timings[path] for name, path in configs.items()}
             results[f'eco_exit{exit_layers[-1]}'] = results['eco_parent']
             self.logger.info('     latency ratio to the baseline: ' +
                              ', '.join(f"{name} {r['ratio']:.2f}"
@@ -595,12 +586,11 @@ class DemoPipeline:
         os.makedirs(folder, exist_ok=True)
         path = osp.join(folder, f'eco-m2f-parent-exit{exit_layer}.py')
         with open(path, 'w') as f:
-            f.write(
-                '# The tiny ECO-M2F parent cut after its exit '
-                f'{exit_layer}: the cost of that exit.\n'
-                f'_base_ = {repo_path(PARENT_CONFIG)!r}\n'
-                'model = dict(panoptic_head=dict(pixel_decoder=dict('
-                f'encoder=dict(num_layers={exit_layer}))))\n')
+            f.write('# The tiny ECO-M2F parent cut after its exit '
+                    f'{exit_layer}: the cost of that exit.\n'
+                    f'_base_ = {repo_path(PARENT_CONFIG)!r}\n'
+                    'model = dict(panoptic_head=dict(pixel_decoder=dict('
+                    f'encoder=dict(num_layers={exit_layer}))))\n')
         return path
 
     @staticmethod

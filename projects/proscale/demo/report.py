@@ -110,11 +110,12 @@ class DemoReport:
         summary['eco_parent'] = dict(
             self._entry(full, full['encoder_gflops'], full['total_gflops'],
                         self.latency['eco_parent']['ratio']),
-            pq_per_exit={str(k): self.exits[str(k)]['PQ']
-                         for k in self.exit_layers})
-        expected_ratio = sum(
-            share * self.latency[f'eco_exit{k}']['ratio']
-            for k, share in self.gated['histogram'].items())
+            pq_per_exit={
+                str(k): self.exits[str(k)]['PQ']
+                for k in self.exit_layers
+            })
+        expected_ratio = sum(share * self.latency[f'eco_exit{k}']['ratio']
+                             for k, share in self.gated['histogram'].items())
         summary['eco_gated'] = dict(
             self._entry(self.gated, self.flops['eco_gated']['encoder'],
                         self.flops['eco_gated']['total'], expected_ratio),
@@ -134,8 +135,8 @@ class DemoReport:
 
     def table(self, summary: Dict[str, dict]) -> str:
         """Format the comparison table (every parent exit on its own row)."""
-        header = ('model', 'PQ', 'SQ', 'RQ', 'enc GFLOPs', 'GFLOPs',
-                  'latency', 'enc depth')
+        header = ('model', 'PQ', 'SQ', 'RQ', 'enc GFLOPs', 'GFLOPs', 'latency',
+                  'enc depth')
         rows = []
         for name in ('baseline', 'proscale'):
             rows.append(self._row(MODEL_NAMES[name], summary[name], '-'))
@@ -181,8 +182,9 @@ class DemoReport:
              f"baseline's {base['PQ']:.2f}, with "
              f"{1 - pro['encoder_gflops'] / base['encoder_gflops']:.0%} "
              'fewer encoder GFLOPs', abs(pro['PQ'] - base['PQ']) <= 2.0),
-            ('ECO-M2F parent PQ rises with the exit depth: ' + ' -> '.join(
-                f'{pq:.2f}' for pq in per_exit), per_exit[-1] > per_exit[0]),
+            ('ECO-M2F parent PQ rises with the exit depth: ' +
+             ' -> '.join(f'{pq:.2f}' for pq in per_exit), per_exit[-1]
+             > per_exit[0]),
             (f"gated ECO-M2F: mean encoder depth {gated['mean_depth']:.2f} "
              f"< {self.exit_layers[-1]}, PQ {gated['PQ']:.2f} within 1 point "
              f"of the full parent's {parent['PQ']:.2f}",
@@ -199,8 +201,12 @@ class DemoReport:
         figure, axes = plt.subplots(figsize=(6.4, 4.8))
         gflops = [self.exits[str(k)]['total_gflops'] for k in self.exit_layers]
         pq = [self.exits[str(k)]['PQ'] for k in self.exit_layers]
-        axes.plot(gflops, pq, 'o-', color='tab:blue',
-                  label='ECO-M2F parent, fixed exit')
+        axes.plot(
+            gflops,
+            pq,
+            'o-',
+            color='tab:blue',
+            label='ECO-M2F parent, fixed exit')
         for k, x, y in zip(self.exit_layers, gflops, pq):
             axes.annotate(
                 str(k), (x, y),
@@ -265,8 +271,9 @@ class DemoReport:
 
         with open(self.gated['predictions'], 'rb') as f:
             predictions = {int(s['img_id']): s for s in pickle.load(f)}
-        with open(osp.join(self.data_root, 'annotations',
-                           'panoptic_val.json')) as f:
+        with open(
+                osp.join(self.data_root, 'annotations',
+                         'panoptic_val.json')) as f:
             annotations = json.load(f)
         files = {img['id']: img['file_name'] for img in annotations['images']}
         segments = {ann['image_id']: ann for ann in annotations['annotations']}
@@ -280,9 +287,9 @@ class DemoReport:
             gt_ids = rgb2id(
                 np.asarray(
                     Image.open(
-                        osp.join(self.data_root, 'annotations',
-                                 'panoptic_val', ann['file_name'])).convert(
-                                     'RGB')).astype(np.uint32))
+                        osp.join(self.data_root, 'annotations', 'panoptic_val',
+                                 ann['file_name'])).convert('RGB')).astype(
+                                     np.uint32))
             gt_labels = np.full(gt_ids.shape, -1, dtype=np.int64)
             for segment in ann['segments_info']:
                 gt_labels[gt_ids == segment['id']] = segment['category_id'] - 1
@@ -305,8 +312,7 @@ class DemoReport:
                 f'{self.exit_layers[-1]} encoder layers',
                 fontsize=10)
             figure.tight_layout()
-            path = osp.join(out_dir,
-                            f'val_{img_id:06d}_exit{exit_layer}.png')
+            path = osp.join(out_dir, f'val_{img_id:06d}_exit{exit_layer}.png')
             figure.savefig(path, dpi=100)
             plt.close(figure)
             written.append(path)
@@ -328,10 +334,8 @@ class DemoReport:
         plot_file = osp.join(self.work_dir, 'pq_vs_gflops.png')
         self.plot(summary, plot_file)
         images = self.visualise(osp.join(self.work_dir, 'visualisations'))
-        shares = ', '.join(
-            f'exit {k}: {share:.0%}'
-            for k, share in sorted(self.gated['histogram'].items(),
-                                   key=lambda kv: int(kv[0])))
+        shares = ', '.join(f'exit {k}: {share:.0%}' for k, share in sorted(
+            self.gated['histogram'].items(), key=lambda kv: int(kv[0])))
         lines = [
             '==== Results on the synthetic val split '
             f'({self.settings.num_val} images) ====', '',

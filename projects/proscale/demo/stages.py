@@ -40,8 +40,6 @@ REPO_ROOT = osp.dirname(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 STAGE_KEY_FILE = '.demo_stage_key'
 
-_LOG_PREFIX = re.compile(r'^(\d{2}|\d{4})/\d{2}/\d{2} \d{2}:\d{2}:\d{2} - '
-                         r'\S+ - \w+ - ')
 _ITER_LINE = re.compile(r'Iter\((?P<mode>train|val|test)\)\s*'
                         r'\[\s*(?P<step>\d+)/(?P<total>\d+)\]')
 _FIELD = r'(?:^|\s){}: (?P<value>\S+)'
@@ -71,8 +69,9 @@ def atomic_write_json(obj: Any, path: str) -> None:
             os.remove(tmp_path)
 
 
-def stage_key(params: Dict[str, Any]) -> str:
-    """Hash a stage's parameters (JSON-serialisable) into its key."""
+def stage_key(params: Any) -> str:
+    """Hash JSON-serialisable parameters (a stage's, a config's) into a
+    short key."""
     text = json.dumps(params, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -138,7 +137,7 @@ class _ToolOutput(io.TextIOBase):
         lines = re.split(r'[\r\n]', self._pending + text)
         self._pending = lines.pop()
         for line in lines:
-            progress = condense_progress(_LOG_PREFIX.sub('', line))
+            progress = condense_progress(line)
             if progress is not None:
                 self._console.write(f'{self._indent}{progress}\n')
                 self._console.flush()

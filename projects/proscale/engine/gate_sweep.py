@@ -147,17 +147,18 @@ def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
               's',
               color='tab:red',
               label='gated (ECO-M2F)')
-    for row in gates:
+    for i, row in enumerate(gates):
+        # alternate above and below: neighbouring betas often lie close
         axes.annotate(
             f"β={row['beta']:g}", (row[x_key], row['PQ']),
             textcoords='offset points',
-            xytext=(4, 4),
+            xytext=(4, 5 if i % 2 == 0 else -11),
             fontsize=8)
     axes.set_xlabel('expected GFLOPs per image' if x_key ==
                     'gflops' else 'mean encoder layers')
     axes.set_ylabel('PQ')
     axes.grid(True, alpha=0.3)
-    axes.legend(loc='lower right')
+    axes.legend(loc='best')
     if title:
         axes.set_title(title, fontsize=9)
     figure.tight_layout()

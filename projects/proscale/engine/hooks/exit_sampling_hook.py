@@ -5,6 +5,7 @@ import math
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
+from mmengine.dist import broadcast_object_list
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -134,8 +135,8 @@ class ExitSamplingHook(Hook):
             model's ``exit_layers``.
         exits_per_iter (int): Exits decoded per iteration. Defaults to 1.
         seed (int, optional): Seed of the draws; defaults to the runner's
-            seed (which mmengine synchronises across ranks and restores on
-            resume).
+            seed on rank 0 (sent to the other ranks once, before training;
+            mmengine restores it on resume).
     """
 
     priority = 'NORMAL'
@@ -188,7 +189,11 @@ class ExitSamplingHook(Hook):
                 f'exceeds the number of trained exits {exits}')
         self.weights = exit_weights(self.loss_weights, exits)
         if self.seed is None:
-            self.seed = runner.seed
+            # rank 0's seed: with `randomness.diff_rank_seed` the runner's
+            # seed differs between ranks
+            seed = [runner.seed]
+            broadcast_object_list(seed)
+            self.seed = seed[0]
         print_log(
             f'ExitSamplingHook: {self.exits_per_iter} of exits {exits} per '
             f'iteration, loss weights {self.weights}, seed {self.seed}',

@@ -5,6 +5,7 @@ from collections import Counter
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+from mmdet.structures import SampleList
 from mmengine.evaluator import Evaluator
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -23,6 +24,26 @@ def fixed_exit_policy(exit_layer: int) -> str:
     return f'exit{exit_layer}'
 
 
+def policy_predictions(outputs: Dict[int, SampleList],
+                       exits: Sequence[int]) -> SampleList:
+    """Each image's prediction at the exit a policy picked for it.
+
+    Returns copies: several policies pick the same prediction and evaluators
+    may modify their inputs in place (mmdet's ``CocoPanopticMetric`` rewrites
+    the predicted panoptic map), so sharing them would let one policy's
+    evaluation change another's.
+
+    Args:
+        outputs (dict[int, list[:obj:`DetDataSample`]]): Predictions of the
+            batch at every exit.
+        exits (Sequence[int]): The policy's exit for every image.
+
+    Returns:
+        list[:obj:`DetDataSample`]: Copies of ``outputs[exits[i]][i]``.
+    """
+    return [copy.deepcopy(outputs[k][i]) for i, k in enumerate(exits)]
+
+
 @LOOPS.register_module()
 class ExitPolicyTestLoop(TestLoop):
     """Test loop that evaluates several exit policies in one pass.
@@ -33,10 +54,11 @@ class ExitPolicyTestLoop(TestLoop):
     every exit (``predict_exits_by_feat``) and computes the gate input
     (``pixel_decoder.gate_features``); each policy's evaluator, a copy of
     the test evaluator, receives every image's prediction at the exit that
-    policy picks, so each policy's metrics are exactly those of running it
-    alone (dataset-level PQ included). The hooks see the deepest exit's
-    predictions. :meth:`run` returns ``'{policy}/{metric}'`` and
-    :attr:`exit_counts` counts the images each policy sent to each exit.
+    policy picks (its own copies), so each policy's metrics are exactly
+    those of running it alone, dataset-level PQ included. The hooks see the
+    deepest exit's predictions. :meth:`run` returns
+    ``'{policy}/{metric}'`` and :attr:`exit_counts` counts the images each
+    policy sent to each exit.
 
     Args:
         runner (Runner): The runner.
@@ -112,7 +134,7 @@ class ExitPolicyTestLoop(TestLoop):
                 for key, value in policy_metrics.items()
             })
         print_log(
-            'Results per exit policy:\n' +
+            'Images per exit of every exit policy:\n' +
             '\n'.join(f'  {name}: exits {dict(sorted(counts.items()))}'
                       for name, counts in self.exit_counts.items()),
             logger='current')
@@ -154,7 +176,7 @@ class ExitPolicyTestLoop(TestLoop):
         for name, exits in choices.items():
             self.exit_counts[name].update(exits)
             self.evaluators[name].process(
-                data_samples=[outputs[k][i] for i, k in enumerate(exits)],
+                data_samples=policy_predictions(outputs, exits),
                 data_batch=data_batch)
         self.runner.call_hook(
             'after_test_iter',
