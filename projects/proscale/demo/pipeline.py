@@ -92,13 +92,20 @@ def data_cfg_options(data_root: str) -> List[str]:
     return options
 
 
-def recipe_cfg_options(settings: DemoSettings) -> List[str]:
-    """``--cfg-options`` of the demo's training recipe (same for all models).
+def recipe_cfg_options(settings: DemoSettings, iters: int) -> List[str]:
+    """``--cfg-options`` of the demo's training recipe.
 
     Training runs without validation: every model is evaluated afterwards by
     its own stage.
+
+    Args:
+        settings (DemoSettings): The demo's settings.
+        iters (int): Training iterations.
+
+    Returns:
+        list[str]: ``key=value`` items.
     """
-    iters, warmup = settings.train_iters, settings.warmup_iters
+    warmup = settings.warmup_iters
     options = [
         f'train_cfg.max_iters={iters}',
         f'train_cfg.val_interval={iters}',
@@ -114,6 +121,13 @@ def recipe_cfg_options(settings: DemoSettings) -> List[str]:
     if settings.lr is not None:
         options.append(f'optim_wrapper.optimizer.lr={settings.lr}')
     return options
+
+
+def test_cfg_options(settings: DemoSettings) -> List[str]:
+    """``--cfg-options`` of the demo's inference settings (every model)."""
+    if settings.object_mask_thr is None:
+        return []
+    return [f'model.test_cfg.object_mask_thr={settings.object_mask_thr}']
 
 
 def read_test_metrics(eval_dir: str) -> Dict[str, float]:

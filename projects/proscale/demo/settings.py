@@ -20,14 +20,24 @@ class DemoSettings:
             on all of them).
         image_size (int): Side of the square synthetic images.
         data_seed (int): Seed of the synthetic dataset.
-        train_iters (int): Training iterations of the baseline, PRO-SCALE and
-            the ECO-M2F parent (one recipe for all three); at least 2.
-        warmup_iters (int): Linear warm-up iterations of that recipe (then
-            cosine decay to the end).
-        lr (float, optional): AdamW learning rate; None keeps the configs'.
+        train_iters (int): Training iterations of the baseline and of
+            PRO-SCALE (one recipe for both); at least 2.
+        warmup_iters (int): Linear warm-up iterations of every training
+            (then cosine decay to its end).
+        lr (float, optional): AdamW learning rate of every training; None
+            keeps the configs'.
+        parent_iters (int): Training iterations of the ECO-M2F parent.
+        parent_from_baseline (bool): Start the parent from the trained
+            baseline (same architecture and weights layout; its full depth
+            is the baseline) instead of from scratch, so that a short
+            weighted-stochastic-depth training teaches the early exits.
         exits_per_iter (int): Exits the ECO-M2F parent trains per iteration
             (1 is the authors' weighted stochastic depth, see
             ``configs/eco_m2f/_base_/eco_m2f_parent.py``).
+        object_mask_thr (float, optional): Score a query needs to enter a
+            panoptic prediction (``model.test_cfg.object_mask_thr``), the
+            same for every model; None keeps the configs' (0.8, tuned for
+            fully trained models).
         beta (float): ECO-M2F trade-off of the gate targets (utility
             ``q_k - beta * k``).
         gate_iters (int): Optimiser steps of the gate training.
@@ -46,7 +56,10 @@ class DemoSettings:
     train_iters: int = 600
     warmup_iters: int = 20
     lr: Optional[float] = None
+    parent_iters: int = 300
+    parent_from_baseline: bool = True
     exits_per_iter: int = 1
+    object_mask_thr: Optional[float] = 0.25
     beta: float = 0.003
     gate_iters: int = 500
     log_interval: int = 10
@@ -57,16 +70,22 @@ class DemoSettings:
 
     def __post_init__(self) -> None:
         positive = ('num_train', 'num_val', 'image_size', 'train_iters',
-                    'exits_per_iter', 'gate_iters', 'log_interval',
-                    'benchmark_runs')
+                    'parent_iters', 'exits_per_iter', 'gate_iters',
+                    'log_interval', 'benchmark_runs')
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f'demo setting {name} must be >= 1, got '
                                  f'{getattr(self, name)}')
-        if not 1 <= self.warmup_iters < self.train_iters:
+        shortest = min(self.train_iters, self.parent_iters)
+        if not 1 <= self.warmup_iters < shortest:
             raise ValueError(
-                f'demo setting warmup_iters must be in [1, train_iters='
-                f'{self.train_iters}), got {self.warmup_iters}')
+                'demo setting warmup_iters must be in [1, '
+                f'min(train_iters, parent_iters)={shortest}), got '
+                f'{self.warmup_iters}')
+        if self.object_mask_thr is not None and not (
+                0 <= self.object_mask_thr < 1):
+            raise ValueError('demo setting object_mask_thr must be in [0, '
+                             f'1), got {self.object_mask_thr}')
         if self.beta < 0:
             raise ValueError(f'demo setting beta must be >= 0, got '
                              f'{self.beta}')
@@ -88,6 +107,7 @@ PRESETS: Dict[str, DemoSettings] = dict(
         image_size=64,
         train_iters=2,
         warmup_iters=1,
+        parent_iters=2,
         gate_iters=20,
         log_interval=1,
         num_visualisations=2,
