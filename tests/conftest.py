@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
+from mmengine.registry import DefaultScope
 
 from projects.proscale.datasets import generate_synthetic_panoptic
 
@@ -30,6 +31,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC_NUM_TRAIN = 16
 SYNTHETIC_NUM_VAL = 8
 SYNTHETIC_IMAGE_SIZE = 64
+
+
+@pytest.fixture(autouse=True)
+def isolated_default_scope():
+    """Run each test with mmdet as default scope and restore it afterwards.
+
+    Tests that build mmseg models switch mmengine's global default scope;
+    without this, later tests would look mmdet modules up in mmseg's
+    registries.
+    """
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        yield
 
 
 @pytest.fixture(scope='session')

@@ -236,9 +236,15 @@ class DemoPipeline:
                          f'{self.settings.to_dict()}; DATA={self.data_root}')
         data = self.generate_data()
         trained = {
-            name: self.train(name, config, data)
-            for name, config in MODEL_CONFIGS.items()
+            name: self.train(name, MODEL_CONFIGS[name], data)
+            for name in ('baseline', 'proscale')
         }
+        trained['eco_parent'] = self.train(
+            'eco_parent',
+            PARENT_CONFIG,
+            data,
+            init=trained['baseline']
+            if self.settings.parent_from_baseline else None)
         evaluated = {
             name: self.evaluate(name, MODEL_CONFIGS[name], trained[name])
             for name in ('baseline', 'proscale')
@@ -301,16 +307,38 @@ class DemoPipeline:
             f'{s.num_val} val images, {s.image_size}x{s.image_size})', params,
             [osp.join(self.data_root, 'synthetic_panoptic.json')], body)
 
-    def train(self, name: str, config: str, data: StageResult) -> StageResult:
-        """Train one model with the demo's recipe."""
+    def train(self,
+              name: str,
+              config: str,
+              data: StageResult,
+              init: Optional[StageResult] = None) -> StageResult:
+        """Train one model with the demo's recipe.
+
+        Args:
+            name (str): 'baseline', 'proscale' or 'eco_parent'.
+            config (str): Its config.
+            data (StageResult): The dataset stage.
+            init (StageResult, optional): A training stage whose checkpoint
+                the model starts from (``load_from``).
+
+        Returns:
+            StageResult: ``checkpoint`` of the last iteration.
+        """
         s = self.settings
+        iters = s.parent_iters if name == 'eco_parent' else s.train_iters
         train_dir = self.stages.path('train', name)
-        checkpoint = osp.join(train_dir, f'iter_{s.train_iters}.pth')
-        options = data_cfg_options(self.data_root) + recipe_cfg_options(s)
+        checkpoint = osp.join(train_dir, f'iter_{iters}.pth')
+        options = data_cfg_options(self.data_root) + recipe_cfg_options(
+            s, iters)
         if name == 'eco_parent':
             options.append(f'custom_hooks.0.exits_per_iter={s.exits_per_iter}')
+        if init is not None:
+            options.append(f"load_from={init.results['checkpoint']}")
         params = dict(
-            config=self._fingerprints[name], options=options, data=data.key)
+            config=self._fingerprints[name],
+            options=options,
+            data=data.key,
+            init=None if init is None else init.key)
 
         def body(key: str) -> dict:
             resumable = self.stages.prepare_dir(train_dir, key)
@@ -324,15 +352,17 @@ class DemoPipeline:
             baseline='Train the tiny Mask2Former baseline',
             proscale='Train the tiny PRO-SCALE (3,3,3) model',
             eco_parent='ECO-M2F step A: train the tiny early-exit parent')
+        start = ', starting from the baseline' if init is not None else ''
         return self.stages.run(f'train_{name}',
-                               f'{titles[name]} ({s.train_iters} iters)',
+                               f'{titles[name]} ({iters} iters{start})',
                                params, [checkpoint], body)
 
     def evaluate(self, name: str, config: str,
                  trained: StageResult) -> StageResult:
         """Evaluate a trained model on the val split with tools/test.py."""
         eval_dir = self.stages.path('eval', name)
-        options = data_cfg_options(self.data_root)
+        options = data_cfg_options(self.data_root) + test_cfg_options(
+            self.settings)
         params = dict(
             config=self._fingerprints[name],
             options=options,
@@ -355,7 +385,8 @@ class DemoPipeline:
         """Evaluate the ECO-M2F parent at every exit in one pass."""
         eval_dir = self.stages.path('eval', 'eco_parent')
         out = osp.join(eval_dir, 'exits.json')
-        options = data_cfg_options(self.data_root)
+        options = data_cfg_options(self.data_root) + test_cfg_options(
+            self.settings)
         params = dict(
             config=self._fingerprints['eco_parent'],
             options=options,
@@ -390,7 +421,8 @@ class DemoPipeline:
         """ECO-M2F step B on the training split."""
         eco_dir = self.stages.path('eco')
         out = osp.join(eco_dir, 'derived_train.npz')
-        options = data_cfg_options(self.data_root)
+        options = data_cfg_options(self.data_root) + test_cfg_options(
+            self.settings)
         params = dict(
             config=self._fingerprints['eco_parent'],
             options=options,
@@ -474,7 +506,8 @@ class DemoPipeline:
         """Evaluate the gated ECO-M2F model; keep every image's exit."""
         eval_dir = self.stages.path('eval', 'eco_gated')
         predictions = osp.join(eval_dir, 'predictions.pkl')
-        options = data_cfg_options(self.data_root)
+        options = data_cfg_options(self.data_root) + test_cfg_options(
+            self.settings)
         params = dict(
             config=self._fingerprints['gated'], options=options, gate=gate.key)
 

@@ -82,8 +82,8 @@ class DemoSettings:
                 'demo setting warmup_iters must be in [1, '
                 f'min(train_iters, parent_iters)={shortest}), got '
                 f'{self.warmup_iters}')
-        if self.object_mask_thr is not None and not (
-                0 <= self.object_mask_thr < 1):
+        if self.object_mask_thr is not None and not (0 <= self.object_mask_thr
+                                                     < 1):
             raise ValueError('demo setting object_mask_thr must be in [0, '
                              f'1), got {self.object_mask_thr}')
         if self.beta < 0:
