@@ -10,22 +10,29 @@
   ``Config.merge_from_dict``; ``make_synthetic_cfg_options(data_root)`` builds
   the items for another dataset root.
 - ``run_tool``: runs a repository script (e.g. ``tools/train.py``) as a real
-  subprocess, the way a user does.
+  subprocess, the way a user does, or as a torchrun job of several processes.
+- ``free_port``: a free local TCP port (for a process group's master).
+- ``single_thread`` (module): torch on one thread for a module's tests.
 - ``run_tool_in_process``: runs a repository script in the test process (no
   interpreter start-up and imports: much cheaper) for runs that end early,
   such as input errors; returns the exit status and the captured stderr.
+- ``run_main`` (session): runs a repository script in the test process and
+  lets its ``SystemExit`` through (e.g. to prepare data in a fixture).
 """
 import os
 import runpy
+import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from unittest import mock
 
 import pytest
 from mmengine.registry import DefaultScope
 
 from projects.proscale.datasets import generate_synthetic_panoptic
+from projects.proscale.utils import torch_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC_NUM_TRAIN = 16
@@ -42,6 +49,14 @@ def isolated_default_scope():
     registries.
     """
     with DefaultScope.overwrite_default_scope('mmdet'):
+        yield
+
+
+@pytest.fixture(scope='module')
+def single_thread() -> Iterator[None]:
+    """Run a module's tests on one torch thread (restored afterwards): the
+    tiny test models run much faster so on a small, busy machine."""
+    with torch_threads(1):
         yield
 
 
@@ -109,12 +124,26 @@ def synthetic_cfg_options(synthetic_data_root: str) -> List[str]:
     return _synthetic_cfg_options(synthetic_data_root)
 
 
+def _free_port() -> int:
+    """Return a TCP port of 127.0.0.1 that is free now."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that is free now."""
+    return _free_port()
+
+
 def _run_tool(
         script: str,
         *args: str,
         timeout: float = 300,
         returncode: Optional[int] = 0,
-        env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+        env: Optional[Dict[str, str]] = None,
+        nproc: Optional[int] = None) -> subprocess.CompletedProcess:
     """Run a repository script with this interpreter from the repo root.
 
     Args:
@@ -126,11 +155,20 @@ def _run_tool(
         env (dict, optional): Extra environment variables. The tools run
             single-threaded (``OMP_NUM_THREADS=1``) unless this overrides it:
             test inputs are tiny and the test machine is small and shared.
+        nproc (int, optional): Run the script as a torchrun job of this
+            many local processes (``python -m torch.distributed.run``, on a
+            free port); pass ``--launcher pytorch`` in ``args``. None runs
+            one plain process.
 
     Returns:
         subprocess.CompletedProcess: With ``stdout`` and ``stderr`` as text.
     """
-    proc = subprocess.run([sys.executable, script, *map(str, args)],
+    torchrun = [] if nproc is None else [
+        '-m', 'torch.distributed.run', '--nproc_per_node',
+        str(nproc), '--master_port',
+        str(_free_port())
+    ]
+    proc = subprocess.run([sys.executable, *torchrun, script, *map(str, args)],
                           cwd=REPO_ROOT,
                           env={
                               **os.environ, 'OMP_NUM_THREADS': '1',
@@ -149,11 +187,12 @@ def _run_tool(
 
 @pytest.fixture(scope='session')
 def run_tool() -> Callable[..., subprocess.CompletedProcess]:
-    """Return :func:`_run_tool`: ``run_tool(script, *args, timeout=...)``."""
+    """Return :func:`_run_tool`: ``run_tool(script, *args, timeout=...,
+    nproc=...)``."""
     return _run_tool
 
 
-# --- ECO-M2F (engineer eco-a): a briefly trained tiny parent ----------------
+# --- ECO-M2F: a briefly trained tiny parent ---------------------------------
 TINY_ECO_PARENT_CONFIG = (
     'configs/eco_m2f/eco-m2f-parent_r18_1xb4-tiny_synthetic-panoptic.py')
 TINY_ECO_PARENT_ITERS = 4
@@ -193,6 +232,23 @@ def tiny_eco_parent_checkpoint(tmp_path_factory: pytest.TempPathFactory,
     return TINY_ECO_PARENT_CONFIG, str(checkpoint)
 
 
+def _run_main(script: str, *args: str) -> None:
+    """Run a repository script as ``__main__`` in this process.
+
+    Args:
+        script (str): Path relative to the repository root.
+        *args (str): Its command line.
+    """
+    with mock.patch.object(sys, 'argv', [script, *map(str, args)]):
+        runpy.run_path(str(REPO_ROOT / script), run_name='__main__')
+
+
+@pytest.fixture(scope='session')
+def run_main() -> Callable[..., None]:
+    """Return :func:`_run_main`: ``run_main(script, *args)``."""
+    return _run_main
+
+
 @pytest.fixture
 def run_tool_in_process(
         capsys: pytest.CaptureFixture,
@@ -205,10 +261,9 @@ def run_tool_in_process(
 
     def run(script: str, *args: str) -> Tuple[int, str]:
         monkeypatch.chdir(REPO_ROOT)
-        monkeypatch.setattr(sys, 'argv', [script, *map(str, args)])
         capsys.readouterr()
         try:
-            runpy.run_path(str(REPO_ROOT / script), run_name='__main__')
+            _run_main(script, *args)
             code, message = 0, ''
         except SystemExit as exit_info:
             code, message = exit_info.code, ''

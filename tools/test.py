@@ -4,7 +4,6 @@ Example:
     python tools/test.py configs/proscale/CONFIG.py CKPT --out results.pkl
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -12,12 +11,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
 from mmdet.evaluation import DumpDetResults  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
-from projects.proscale.utils.cli import (check_dataset_paths,  # noqa: E402
-                                         load_config, report_user_errors)
+from projects.proscale.utils.cli import (  # noqa: E402
+    add_cfg_options_argument, add_launcher_arguments, build_runner,
+    check_checkpoint, check_dataset_paths, load_config, parse_launcher_args,
+    report_user_errors, set_work_dir)
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,48 +39,25 @@ def parse_args() -> argparse.Namespace:
         'to the work_dir/timestamp/show_dir')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. Keys must exist '
-        'in the config.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_cfg_options_argument(parser)
+    add_launcher_arguments(parser)
+    return parse_launcher_args(parser)
 
 
 def main() -> None:
     args = parse_args()
     with report_user_errors():
         cfg = load_config(args.config, args.cfg_options)
-        if not osp.isfile(args.checkpoint):
-            raise FileNotFoundError(
-                f'checkpoint {args.checkpoint} does not exist')
+        check_checkpoint(args.checkpoint)
     cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
 
     with report_user_errors(cfg):
         check_dataset_paths(cfg, ('test_dataloader', ))
-        if 'runner_type' not in cfg:
-            runner = Runner.from_cfg(cfg)
-        else:
-            runner = RUNNERS.build(cfg)
+        runner = build_runner(cfg)
         if args.out is not None:
             if not args.out.endswith(('.pkl', '.pickle')):
                 raise ValueError(f'--out: {args.out} must be a .pkl file')

@@ -4,18 +4,15 @@ Example:
     python tools/train.py configs/proscale/CONFIG.py --work-dir work_dirs/x
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-from projects.proscale.utils.cli import (check_dataset_paths,  # noqa: E402
-                                         load_config, report_user_errors)
+from projects.proscale.utils.cli import (  # noqa: E402
+    add_cfg_options_argument, add_launcher_arguments, build_runner,
+    check_dataset_paths, load_config, parse_launcher_args, report_user_errors,
+    set_work_dir)
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,23 +36,9 @@ def parse_args() -> argparse.Namespace:
         help='If specify checkpoint path, resume from it, while if not '
         'specify, try to auto resume from the latest checkpoint '
         'in the work directory.')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. Keys must exist '
-        'in the config.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_cfg_options_argument(parser)
+    add_launcher_arguments(parser)
+    return parse_launcher_args(parser)
 
 
 def main() -> None:
@@ -63,11 +46,7 @@ def main() -> None:
     with report_user_errors():
         cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args.config, args.work_dir)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
@@ -88,10 +67,7 @@ def main() -> None:
             raise FileNotFoundError(f'--resume: checkpoint {args.resume} '
                                     'does not exist')
         check_dataset_paths(cfg, ('train_dataloader', 'val_dataloader'))
-        if 'runner_type' not in cfg:
-            runner = Runner.from_cfg(cfg)
-        else:
-            runner = RUNNERS.build(cfg)
+        runner = build_runner(cfg)
         runner.train()
 
 

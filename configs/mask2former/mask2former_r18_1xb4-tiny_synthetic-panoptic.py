@@ -193,3 +193,5 @@ default_hooks = dict(
         max_keep_ckpts=2))
 log_processor = dict(type='LogProcessor', window_size=10, by_epoch=False)
 auto_scale_lr = dict(enable=False, base_batch_size=4)
+# A fixed seed makes the tiny runs (tests, demo) repeatable on one machine.
+randomness = dict(seed=0)

@@ -20,9 +20,5 @@ def tiny_baseline_flops(tiny_baseline):
 
 
 @pytest.fixture(autouse=True, scope='module')
-def single_thread():
+def trace_on_one_thread(single_thread):
     """Trace on one thread: on a small shared machine it is much faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

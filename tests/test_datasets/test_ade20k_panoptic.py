@@ -6,10 +6,7 @@ with the project's CLI (mmdet's converter plus box correction) and load it
 with mmdet's ``ADE20KPanopticDataset`` through the project's config.
 """
 import json
-import runpy
-import sys
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -24,7 +21,7 @@ from PIL import Image
 from projects.proscale.datasets.converters import segment_bbox
 
 REPO = Path(__file__).resolve().parents[2]
-CONVERTER = str(REPO / 'tools/dataset_converters/ade20k_panoptic.py')
+CONVERTER = 'tools/dataset_converters/ade20k_panoptic.py'
 CONFIG = (
     REPO / 'configs/mask2former/mask2former_r50_8xb2-160k_ade20k-panoptic.py')
 METAINFO = ADE20KPanopticDataset.METAINFO
@@ -67,17 +64,11 @@ def write_ade20k(root: Path, seed: int = 0) -> None:
                                            split / f'{name}.png')
 
 
-def convert(*args: str) -> None:
-    """Run the converter CLI in this process (its imports are loaded)."""
-    with mock.patch.object(sys, 'argv', [CONVERTER, *args]):
-        runpy.run_path(CONVERTER, run_name='__main__')
-
-
 @pytest.fixture(scope='module')
-def ade20k_root(tmp_path_factory) -> Path:
+def ade20k_root(tmp_path_factory, run_main) -> Path:
     root = tmp_path_factory.mktemp('ADEChallengeData2016')
     write_ade20k(root)
-    convert(str(root))
+    run_main(CONVERTER, root)
     return root
 
 
@@ -165,8 +156,8 @@ def test_evaluator_on_ground_truth(ade20k_root):
     assert metric.evaluate(1)['coco_panoptic/PQ'] == pytest.approx(100)
 
 
-def test_missing_folder(tmp_path, capsys):
+def test_missing_folder(tmp_path, capsys, run_main):
     (tmp_path / 'images' / 'training').mkdir(parents=True)
     with pytest.raises(SystemExit, match='2'):
-        convert(str(tmp_path))
+        run_main(CONVERTER, tmp_path)
     assert 'images/validation does not exist' in capsys.readouterr().err

@@ -6,10 +6,7 @@ The tests write a tiny dataset in the original Cityscapes layout
 the project's CLI.
 """
 import json
-import runpy
-import sys
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -39,7 +36,7 @@ METAINFO = CityscapesPanopticDataset.METAINFO
 CITYSCAPES_CONFIG = (
     REPO /
     'configs/mask2former/mask2former_r50_8xb2-90k_cityscapes-panoptic.py')
-CONVERTER = str(REPO / 'tools/dataset_converters/cityscapes_panoptic.py')
+CONVERTER = 'tools/dataset_converters/cityscapes_panoptic.py'
 TINY_CONFIG = (
     REPO /
     'configs/mask2former/mask2former_r18_1xb4-tiny_synthetic-panoptic.py')
@@ -86,27 +83,12 @@ def write_cityscapes(root: Path, seed: int = 0) -> None:
                 gt_dir / f'{name}_gtFine_labelIds.png')
 
 
-def convert(*args: str) -> None:
-    """Run the converter CLI in this process (its imports are loaded)."""
-    with mock.patch.object(sys, 'argv', [CONVERTER, *args]):
-        runpy.run_path(CONVERTER, run_name='__main__')
-
-
-@pytest.fixture
-def one_thread():
-    """Train with one thread: on a busy machine a second one only spins."""
-    num_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(num_threads)
-
-
 @pytest.fixture(scope='module')
-def cityscapes_root(tmp_path_factory) -> Path:
+def cityscapes_root(tmp_path_factory, run_main) -> Path:
     """A tiny Cityscapes root, converted with the CLI."""
     root = tmp_path_factory.mktemp('cityscapes')
     write_cityscapes(root)
-    convert(str(root))
+    run_main(CONVERTER, root)
     return root
 
 
@@ -260,11 +242,11 @@ def test_coco_and_official_metrics_agree(cityscapes_root):
             results[f'cityscapes_panoptic/{key}'])
 
 
-def test_bad_input(cityscapes_root, tmp_path, capsys):
+def test_bad_input(cityscapes_root, tmp_path, capsys, run_main):
     with pytest.raises(ValueError, match='not a Cityscapes image name'):
         cityscapes_city('frankfurt_000000_000294_gtFine_labelIds.png')
     with pytest.raises(SystemExit, match='2'):
-        convert(str(tmp_path))
+        run_main(CONVERTER, tmp_path)
     assert 'gtFine/train/*/*_gtFine_instanceIds.png' in capsys.readouterr().err
 
     # An image missing from leftImg8bit/ is named at conversion time.
@@ -333,7 +315,7 @@ def _tiny_cityscapes_config(root: Path, work_dir: Path) -> Config:
     return cfg
 
 
-def test_train_and_evaluate(cityscapes_root, tmp_path, one_thread):
+def test_train_and_evaluate(cityscapes_root, tmp_path, single_thread):
     """A few iterations on the converted data, then both PQs."""
     runner = Runner.from_cfg(
         _tiny_cityscapes_config(cityscapes_root, tmp_path))

@@ -8,8 +8,6 @@ few iterations and is evaluated with mmseg's mIoU.
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image
@@ -87,16 +85,7 @@ def tiny_config(root: Path, work_dir: Path) -> Config:
     return cfg
 
 
-@pytest.fixture
-def one_thread():
-    """Train with one thread: on a busy machine a second one only spins."""
-    num_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(num_threads)
-
-
-def test_proscale_semantic_train_and_miou(tmp_path, one_thread):
+def test_proscale_semantic_train_and_miou(tmp_path, single_thread):
     root = tmp_path / 'ADEChallengeData2016'
     write_ade20k_semantic(root)
     runner = Runner.from_cfg(tiny_config(root, tmp_path / 'work_dir'))

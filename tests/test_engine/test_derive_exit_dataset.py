@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -127,26 +126,16 @@ def test_resume_after_kill_equals_uninterrupted_run(derive_args, run_tool,
     assert not parts.exists()
 
 
-def test_two_gloo_processes_equal_one(derive_args, reference, tmp_path):
+def test_two_gloo_processes_equal_one(derive_args, run_tool, reference,
+                                      tmp_path):
     out = tmp_path / 'derived.npz'
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.run([
-        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-        '--master_port',
-        str(port), TOOL, *derive_args(out, '--save-interval', '3'),
-        '--launcher', 'pytorch'
-    ],
-                          cwd=REPO_ROOT,
-                          env={
-                              **os.environ,
-                              **ENV
-                          },
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-5000:]
+    proc = run_tool(
+        TOOL,
+        *derive_args(out, '--save-interval', '3'),
+        '--launcher',
+        'pytorch',
+        env=ENV,
+        nproc=2)
     assert 'on 2 rank(s)' in proc.stdout + proc.stderr
     _assert_same_content(out, reference)
 

@@ -9,7 +9,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 from projects.proscale.demo import PRESETS, DemoPipeline
 
@@ -35,12 +34,7 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.fixture(scope='module')

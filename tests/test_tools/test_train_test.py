@@ -86,6 +86,43 @@ def test_resume_continues_from_saved_iteration(trained, tmp_path,
     assert _checkpoint_iter(work_dir / 'iter_6.pth') == 6
 
 
+@pytest.mark.heavy
+def test_torchrun_trains_and_tests_on_cpu(tmp_path, run_tool,
+                                          synthetic_cfg_options):
+    """``--launcher pytorch`` on two CPU processes: gloo instead of nccl."""
+    work_dir = tmp_path / 'train'
+    train = run_tool(
+        TRAIN,
+        TINY_CONFIG,
+        '--launcher',
+        'pytorch',
+        '--work-dir',
+        work_dir,
+        '--cfg-options',
+        *synthetic_cfg_options,
+        *SHORT_RUN,
+        'train_cfg.max_iters=2',
+        'val_cfg=None',
+        'val_dataloader=None',
+        'val_evaluator=None',
+        nproc=2)
+    assert 'Distributed training: True' in train.stdout + train.stderr
+    assert "dist_cfg=dict(backend='gloo')" in _log_text(work_dir)
+    run_tool(
+        TEST,
+        TINY_CONFIG,
+        work_dir / 'iter_2.pth',
+        '--launcher',
+        'pytorch',
+        '--work-dir',
+        tmp_path / 'test',
+        '--cfg-options',
+        *synthetic_cfg_options,
+        nproc=2)
+    scalars = json.loads(next(tmp_path.glob('test/*/*.json')).read_text())
+    assert 0 <= scalars['coco_panoptic/PQ'] <= 100
+
+
 def _corrupt_copy(data_root: str, tmp_path: Path, pattern: str) -> str:
     """Copy the dataset and overwrite the files matching ``pattern``."""
     root = tmp_path / 'data'

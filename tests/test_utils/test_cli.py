@@ -1,12 +1,15 @@
+import argparse
 import json
+import os
 
 import pytest
 from mmengine.config import Config
 
-from projects.proscale.utils.cli import (UserInputError,
-                                         check_cfg_option_keys,
-                                         check_dataset_paths, load_config,
-                                         report_user_errors)
+from projects.proscale.utils.cli import (
+    DEFAULT_FLOPS_IMAGES, UserInputError, add_cfg_options_argument,
+    add_flops_images_argument, add_launcher_arguments, check_cfg_option_keys,
+    check_checkpoint, check_dataset_paths, dump_json, load_config,
+    parse_launcher_args, report_user_errors, set_work_dir)
 
 
 @pytest.fixture
@@ -75,3 +78,52 @@ def test_report_keeps_tracebacks_of_bugs(config):
     with pytest.raises(AssertionError, match='a bug'):
         with report_user_errors(config):
             raise AssertionError('a bug')
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog='tool')
+    add_cfg_options_argument(parser)
+    add_launcher_arguments(parser)
+    add_flops_images_argument(parser, zero_means='skips the count')
+    return parser
+
+
+def test_common_options(monkeypatch, capsys):
+    # set first, so that monkeypatch restores the original state
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    monkeypatch.delenv('LOCAL_RANK')
+    args = parse_launcher_args(_parser(), [
+        '--cfg-options', 'train_cfg.max_iters=3', '--local_rank', '1',
+        '--launcher', 'pytorch'
+    ])
+    assert args.cfg_options == {'train_cfg.max_iters': 3}
+    assert args.flops_images == DEFAULT_FLOPS_IMAGES
+    assert args.launcher == 'pytorch'
+    # --local_rank of torch.distributed.launch reaches mmengine ...
+    assert os.environ['LOCAL_RANK'] == '1'
+    # ... and torchrun's LOCAL_RANK wins over the default
+    parse_launcher_args(_parser(), [])
+    assert os.environ['LOCAL_RANK'] == '1'
+    for bad in ('-1', 'x'):
+        with pytest.raises(SystemExit):
+            _parser().parse_args(['--flops-images', bad])
+        assert 'must be an integer >= 0' in capsys.readouterr().err
+
+
+def test_set_work_dir():
+    cfg = Config(dict(work_dir=None))
+    set_work_dir(cfg, 'configs/a/model_x.py', subdir='eval_exits')
+    assert cfg.work_dir == './work_dirs/eval_exits/model_x'
+    set_work_dir(cfg, 'configs/a/model_x.py')
+    assert cfg.work_dir == './work_dirs/eval_exits/model_x'
+    set_work_dir(cfg, 'configs/a/model_x.py', 'mine')
+    assert cfg.work_dir == 'mine'
+
+
+def test_check_checkpoint_and_dump_json(tmp_path):
+    with pytest.raises(FileNotFoundError, match='checkpoint .*nope.pth'):
+        check_checkpoint(str(tmp_path / 'nope.pth'))
+    out = tmp_path / 'results.json'
+    dump_json({'a': [1, 2]}, str(out))
+    assert json.loads(out.read_text()) == {'a': [1, 2]}
+    dump_json({'a': 1}, None)

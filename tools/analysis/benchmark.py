@@ -9,7 +9,6 @@ Examples:
         --shape 800 1088 --part encoder --threads 2 --runs 5
 """
 import argparse
-import json
 import os.path as osp
 import sys
 from typing import List, Optional
@@ -18,14 +17,14 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
 
 import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
 
 from projects.proscale.analysis import (benchmark,  # noqa: E402
                                         build_analysis_model,
                                         format_benchmark,
                                         load_analysis_config, make_workload)
 from projects.proscale.analysis.latency import BENCHMARK_PARTS  # noqa: E402
-from projects.proscale.utils.cli import report_user_errors  # noqa: E402
+from projects.proscale.utils.cli import (  # noqa: E402
+    add_cfg_options_argument, dump_json, report_user_errors)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -54,11 +53,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--runs', type=int, default=10, help='timed runs (default: 10)')
     parser.add_argument(
         '--warmup', type=int, default=2, help='untimed runs (default: 2)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of every config, key=value; keys must exist')
+    add_cfg_options_argument(parser)
     parser.add_argument('--json', help='write the results to this JSON file')
     args = parser.parse_args(argv)
     duplicates = sorted({c for c in args.configs if args.configs.count(c) > 1})
@@ -91,9 +86,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
           f'device={args.device} threads={torch.get_num_threads()} '
           f'runs={args.runs} warmup={args.warmup}')
     print(format_benchmark(results))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(results, f, indent=2)
+    dump_json(results, args.json)
     return results
 
 

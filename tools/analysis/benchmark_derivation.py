@@ -20,7 +20,6 @@ Example:
         --split val --num-images 20
 """
 import argparse
-import json
 import os.path as osp
 import sys
 import time
@@ -33,7 +32,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmdet.evaluation import CocoPanopticMetric  # noqa: E402
 from mmdet.registry import DATASETS, MODELS  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmengine.runner import load_checkpoint  # noqa: E402
@@ -45,7 +43,7 @@ from projects.proscale.evaluation import (  # noqa: E402
 from projects.proscale.evaluation.exit_dataset import (  # noqa: E402
     GROUPS, METRICS)
 from projects.proscale.utils.cli import (  # noqa: E402
-    load_config, report_user_errors)
+    add_cfg_options_argument, dump_json, load_config, report_user_errors)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -63,11 +61,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--threads', type=int, help='torch CPU threads (default: torch\'s)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
     parser.add_argument('--json', help='also write the results to this file')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings (xxx=yyy); keys must exist')
+    add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -207,9 +201,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     print('  mean per-image PQ (All) per exit: ' +
           ', '.join(f'{k}: {100 * v:.2f}'
                     for k, v in results['mean_pq_per_exit'].items()))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(results, f, indent=2)
+    dump_json(results, args.json)
     if results['max_diff_vs_rerun'] != 0 or results[
             'max_diff_vs_metric'] > 1e-9:
         raise SystemExit('error: the one-pass results differ from the '

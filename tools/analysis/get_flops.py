@@ -12,7 +12,6 @@ Examples:
     python tools/analysis/get_flops.py CONFIG --num-images 100 --json out.json
 """
 import argparse
-import json
 import os.path as osp
 import sys
 from typing import List, Optional
@@ -21,15 +20,15 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
 
 import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from projects.proscale.analysis import (average_flops,  # noqa: E402
                                         build_analysis_model, count_flops,
                                         fixed_shape_batch, format_flops,
                                         load_analysis_config)
-from projects.proscale.utils.cli import (check_dataset_paths,  # noqa: E402
-                                         report_user_errors)
+from projects.proscale.utils.cli import (  # noqa: E402
+    add_cfg_options_argument, check_dataset_paths, dump_json,
+    report_user_errors)
 
 JSON_KEYS = ('total', 'backbone', 'encoder', 'decoder', 'msda_sampling',
              'params', 'num_images', 'shape')
@@ -59,11 +58,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'as a trained exit gate')
     parser.add_argument(
         '--device', default='cpu', help='device to trace on (default: cpu)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value; keys must exist')
+    add_cfg_options_argument(parser)
     parser.add_argument('--json', help='write the figures to this JSON file')
     args = parser.parse_args(argv)
     if args.shape is None and args.num_images is None:
@@ -94,9 +89,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             f"averaged over {result['num_images']} test images")
     print(f'{args.config} ({size})\n{format_flops(result)}')
     output = {key: result[key] for key in JSON_KEYS}
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(output, f, indent=2)
+    dump_json(output, args.json)
     return output
 
 

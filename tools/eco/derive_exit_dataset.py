@@ -14,22 +14,20 @@ Examples:
 Without CUDA, ``--launcher pytorch`` runs the ranks on CPU with gloo.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.registry import LOOPS, RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mmengine.registry import LOOPS  # noqa: E402
 
 from projects.proscale.engine.loops import (  # noqa: E402
     derive_exit_dataset_loop as derivation)
 from projects.proscale.utils.cli import (  # noqa: E402
-    check_dataset_paths, load_config, report_user_errors)
+    add_cfg_options_argument, add_launcher_arguments, build_runner,
+    check_checkpoint, check_dataset_paths, load_config, parse_launcher_args,
+    report_user_errors)
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,46 +59,16 @@ def parse_args() -> argparse.Namespace:
         default=100,
         help='images per rank between two partial-result files')
     parser.add_argument('--work-dir', help='folder for the logs')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings (xxx=yyy); keys must exist')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
-
-
-def init_cpu_distributed(cfg: Config) -> None:
-    """Start a gloo process group for ``--launcher pytorch`` without CUDA.
-
-    mmengine's pytorch launcher selects a CUDA device and DDP is given one,
-    which fails on CPU-only machines. Derivation computes no gradients, so
-    ranks only need a process group to agree on their images.
-    """
-    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
-        return
-    torch.distributed.init_process_group(backend='gloo')
-    wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel')
-    wrapper['device_ids'] = None
-    cfg.model_wrapper_cfg = wrapper
+    add_cfg_options_argument(parser)
+    add_launcher_arguments(parser)
+    return parse_launcher_args(parser)
 
 
 def main() -> None:
     args = parse_args()
     with report_user_errors():
         cfg = load_config(args.config, args.cfg_options)
-        if not osp.isfile(args.checkpoint):
-            raise FileNotFoundError(
-                f'checkpoint {args.checkpoint} does not exist')
+        check_checkpoint(args.checkpoint)
     # Only the panoptic output is scored; it does not depend on these.
     cfg.model.setdefault('test_cfg', {}).update(
         instance_on=False, semantic_on=False)
@@ -112,11 +80,8 @@ def main() -> None:
 
     with report_user_errors(cfg):
         check_dataset_paths(cfg, (f'{args.split}_dataloader', ))
-        init_cpu_distributed(cfg)
         dataloader = derivation.derive_dataloader_cfg(cfg, args.split)
-        runner = (
-            Runner.from_cfg(cfg)
-            if 'runner_type' not in cfg else RUNNERS.build(cfg))
+        runner = build_runner(cfg)
         loop = LOOPS.build(
             dict(
                 type='DeriveExitDatasetLoop',

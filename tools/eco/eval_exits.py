@@ -12,8 +12,6 @@ Example:
         work_dirs/eco/iter_300.pth --json work_dirs/eco/exits.json
 """
 import argparse
-import json
-import os
 import os.path as osp
 import sys
 from typing import Dict, List, Optional
@@ -21,25 +19,20 @@ from typing import Dict, List, Optional
 sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmengine.config import DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
-from mmengine.model import is_model_wrapper  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-from torch import nn  # noqa: E402
 
-from projects.proscale.analysis import average_flops  # noqa: E402
+from projects.proscale.engine.exit_flops import count_exit_flops  # noqa: E402
 from projects.proscale.engine.loops import split_exit_metrics  # noqa: E402
-from projects.proscale.utils.cli import (
-    check_dataset_paths,  # noqa: E402
-    load_config,
-    report_user_errors)
+from projects.proscale.utils.cli import (  # noqa: E402
+    add_cfg_options_argument, add_flops_images_argument,
+    add_launcher_arguments, build_runner, check_checkpoint,
+    check_dataset_paths, dump_json, load_config, parse_launcher_args,
+    report_user_errors, set_work_dir)
 
 # Metric columns, matched against the last part of the evaluators' keys
 # (e.g. 'coco_panoptic/PQ'), in this order when present.
 COLUMNS = ('PQ', 'SQ', 'RQ', 'PQ_th', 'PQ_st', 'bbox_mAP', 'segm_mAP', 'AP',
            'mIoU')
-DEFAULT_FLOPS_IMAGES = 10
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -53,55 +46,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         type=int,
         nargs='+',
         help='exits to evaluate (default: all of the model)')
-    parser.add_argument(
-        '--flops-images',
-        type=int,
-        default=DEFAULT_FLOPS_IMAGES,
-        help='average the GFLOPs of each exit over this many test images '
-        f'(default: {DEFAULT_FLOPS_IMAGES}; 0 skips the count)')
+    add_flops_images_argument(parser, zero_means='skips the count')
     parser.add_argument('--json', help='write the per-exit results here')
     parser.add_argument(
         '--work-dir', help='directory for the logs of the evaluation')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value; keys must exist')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.flops_images < 0:
-        parser.error('--flops-images must be >= 0')
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
-
-
-def exit_flops(model: nn.Module, dataloader, exits: List[int],
-               num_images: int) -> Dict[int, Dict[str, float]]:
-    """Average GFLOPs of the model at every exit.
-
-    Args:
-        model (nn.Module): The ``EcoMask2Former``.
-        dataloader: The test dataloader.
-        exits (list[int]): The exits.
-        num_images (int): Number of test images to average over.
-
-    Returns:
-        dict[int, dict[str, float]]: Exit -> ``average_flops`` result.
-    """
-    flops = {}
-    try:
-        for k in exits:
-            model.set_exit(k)
-            flops[k] = average_flops(model, dataloader, num_images)
-    finally:
-        model.set_exit(None)
-    return flops
+    add_cfg_options_argument(parser)
+    add_launcher_arguments(parser)
+    return parse_launcher_args(parser, argv)
 
 
 def format_table(per_exit: Dict[int, dict],
@@ -141,46 +92,30 @@ def main(argv: Optional[List[str]] = None) -> Dict[int, dict]:
     args = parse_args(argv)
     with report_user_errors():
         cfg = load_config(args.config, args.cfg_options)
-        if not osp.isfile(args.checkpoint):
-            raise FileNotFoundError(
-                f'checkpoint {args.checkpoint} does not exist')
+        check_checkpoint(args.checkpoint)
     cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', 'eval_exits',
-                                osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args.config, args.work_dir, 'eval_exits')
     cfg.load_from = args.checkpoint
     cfg.test_cfg = dict(type='MultiExitTestLoop', exits=args.exits)
 
     with report_user_errors(cfg):
         check_dataset_paths(cfg, ('test_dataloader', ))
-        if 'runner_type' not in cfg:
-            runner = Runner.from_cfg(cfg)
-        else:
-            runner = RUNNERS.build(cfg)
+        runner = build_runner(cfg)
         per_exit = split_exit_metrics(runner.test())
     if not is_main_process():
         return per_exit
 
-    model = runner.model.module if is_model_wrapper(
-        runner.model) else runner.model
-    flops = exit_flops(model, runner.test_loop.dataloader, list(per_exit),
-                       args.flops_images) if args.flops_images else {}
+    flops = count_exit_flops(runner.test_loop.model,
+                             runner.test_loop.dataloader, list(per_exit),
+                             args.flops_images) if args.flops_images else {}
     print(format_table(per_exit, flops))
-    if args.json:
-        results = {
-            str(k): dict(metrics, gflops=flops[k]) if flops else metrics
-            for k, metrics in per_exit.items()
-        }
-        with open(args.json, 'w') as f:
-            json.dump(
-                dict(
-                    config=args.config,
-                    checkpoint=args.checkpoint,
-                    exits=results),
-                f,
-                indent=2)
+    results = {
+        str(k): dict(metrics, gflops=flops[k]) if flops else metrics
+        for k, metrics in per_exit.items()
+    }
+    dump_json(
+        dict(config=args.config, checkpoint=args.checkpoint, exits=results),
+        args.json)
     return per_exit
 
 

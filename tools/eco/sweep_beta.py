@@ -17,7 +17,6 @@ Example:
         --betas 0 0.005 0.02 0.1 --out-dir work_dirs/eco/sweep
 """
 import argparse
-import json
 import os
 import os.path as osp
 import sys
@@ -26,10 +25,6 @@ from typing import List, Optional
 sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.model import is_model_wrapper  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
 from projects.proscale.engine.exit_flops import (  # noqa: E402
     count_exit_gflops, count_gate_gflops)
 from projects.proscale.engine.exit_samples import (  # noqa: E402
@@ -37,14 +32,14 @@ from projects.proscale.engine.exit_samples import (  # noqa: E402
 from projects.proscale.engine.gate_sweep import (  # noqa: E402
     format_sweep, plot_sweep, sweep_rows)
 from projects.proscale.engine.gate_training import (  # noqa: E402
-    GATE_LOSSES, evaluate_gate, gate_meta, train_gate)
+    add_gate_training_arguments, evaluate_gate, gate_meta,
+    gate_training_kwargs, train_gate)
 from projects.proscale.engine.loops import split_policy_metrics  # noqa: E402
 from projects.proscale.models.gates import save_gate  # noqa: E402
 from projects.proscale.utils.cli import (  # noqa: E402
-    check_dataset_paths, load_config, report_user_errors)
-
-
-DEFAULT_FLOPS_IMAGES = 10
+    add_cfg_options_argument, add_flops_images_argument, build_runner,
+    check_checkpoint, check_dataset_paths, dump_json, load_config,
+    report_user_errors)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -59,29 +54,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--betas', type=float, nargs='+', required=True, help='betas')
     parser.add_argument(
         '--out-dir', required=True, help='folder for the results')
-    parser.add_argument(
-        '--loss', choices=sorted(GATE_LOSSES), default='hard_ce')
-    parser.add_argument('--temperature', type=float, default=0.05)
-    parser.add_argument('--hidden-channels', type=int)
-    parser.add_argument('--iters', type=int, default=500)
-    parser.add_argument('--batch-size', type=int, default=256)
-    parser.add_argument('--lr', type=float, default=5e-2)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument(
-        '--flops-images',
-        type=int,
-        default=DEFAULT_FLOPS_IMAGES,
-        help='average the GFLOPs of each exit over this many test images '
-        f'(default: {DEFAULT_FLOPS_IMAGES}; 0 plots against mean depth)')
+    add_gate_training_arguments(parser)
+    add_flops_images_argument(parser, zero_means='plots against mean depth')
     parser.add_argument('--work-dir', help='folder for the logs')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value; keys must exist')
+    add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
-    if args.flops_images < 0:
-        parser.error('--flops-images must be >= 0')
     if any(beta < 0 for beta in args.betas):
         parser.error('--betas must be >= 0')
     return args
@@ -102,9 +79,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     args = parse_args(argv)
     with report_user_errors():
         cfg = load_config(args.config, args.cfg_options)
-        if not osp.isfile(args.checkpoint):
-            raise FileNotFoundError(
-                f'checkpoint {args.checkpoint} does not exist')
+        check_checkpoint(args.checkpoint)
         samples = load_exit_samples(args.derived)
         evaluator = _panoptic_evaluator(cfg)
 
@@ -113,16 +88,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     gate_files, betas, train_accuracy = {}, {}, {}
     for beta in args.betas:
         name = f'beta{beta:g}'
-        gate = train_gate(
-            samples,
-            beta,
-            loss=args.loss,
-            temperature=args.temperature,
-            hidden_channels=args.hidden_channels,
-            iters=args.iters,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed)
+        gate = train_gate(samples, beta, **gate_training_kwargs(args))
         train_accuracy[name] = evaluate_gate(gate, samples, beta)['accuracy']
         gate_files[name] = osp.join(gate_dir, f'{name}.pth')
         betas[name] = beta
@@ -144,11 +110,10 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     cfg.work_dir = args.work_dir or osp.join(args.out_dir, 'work_dir')
     with report_user_errors(cfg):
         check_dataset_paths(cfg, ('test_dataloader', ))
-        runner = Runner.from_cfg(cfg)
+        runner = build_runner(cfg)
         per_policy = split_policy_metrics(runner.test())
     loop = runner.test_loop
-    model = runner.model.module if is_model_wrapper(
-        runner.model) else runner.model
+    model = loop.model
     exit_gflops, gate_gflops = None, 0.0
     if args.flops_images:
         exit_gflops = count_exit_gflops(model, loop.dataloader, loop.exits,
@@ -162,18 +127,15 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
             row['train_accuracy'] = train_accuracy[row['policy']]
             row['gate_file'] = gate_files[row['policy']]
     print(format_sweep(rows))
-    with open(osp.join(args.out_dir, 'sweep.json'), 'w') as f:
-        json.dump(
-            dict(
-                config=args.config,
-                checkpoint=args.checkpoint,
-                derived=args.derived,
-                loss=args.loss,
-                exit_gflops=exit_gflops,
-                gate_gflops=gate_gflops if exit_gflops else None,
-                rows=rows),
-            f,
-            indent=2)
+    dump_json(
+        dict(
+            config=args.config,
+            checkpoint=args.checkpoint,
+            derived=args.derived,
+            loss=args.loss,
+            exit_gflops=exit_gflops,
+            gate_gflops=gate_gflops if exit_gflops else None,
+            rows=rows), osp.join(args.out_dir, 'sweep.json'))
     plot_sweep(rows, osp.join(args.out_dir, 'sweep.png'),
                osp.basename(args.config))
     print(f'results written to {args.out_dir}/sweep.json and sweep.png')

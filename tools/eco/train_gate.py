@@ -15,7 +15,6 @@ Examples:
         --config CONFIG --shape 128 128 --out gate.pth
 """
 import argparse
-import json
 import os.path as osp
 import sys
 from typing import List, Optional
@@ -31,10 +30,11 @@ from projects.proscale.engine.exit_flops import (  # noqa: E402
 from projects.proscale.engine.exit_samples import (  # noqa: E402
     load_exit_samples)
 from projects.proscale.engine.gate_training import (  # noqa: E402
-    GATE_LOSSES, format_gate_metrics, gate_meta)
+    add_gate_training_arguments, format_gate_metrics, gate_meta,
+    gate_training_kwargs)
 from projects.proscale.models.gates import save_gate  # noqa: E402
 from projects.proscale.utils.cli import (  # noqa: E402
-    UserInputError, report_user_errors)
+    UserInputError, dump_json, report_user_errors)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -54,17 +54,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='search beta for this held-out mean GFLOPs (needs per-exit '
         'GFLOPs: --exit-gflops or --config and --shape)')
     parser.add_argument('--out', required=True, help='output gate file')
-    parser.add_argument(
-        '--loss', choices=sorted(GATE_LOSSES), default='hard_ce')
-    parser.add_argument(
-        '--temperature',
-        type=float,
-        default=0.05,
-        help='temperature of the soft targets softmax(u / T)')
-    parser.add_argument(
-        '--hidden-channels',
-        type=int,
-        help='hidden width of an MLP gate (default: the linear gate)')
     parser.add_argument(
         '--metric',
         choices=('pq', 'sq', 'rq'),
@@ -89,12 +78,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='input size for counting GFLOPs with --config')
     parser.add_argument(
         '--val-fraction', type=float, default=0.2, help='held-out share')
-    parser.add_argument(
-        '--seed', type=int, default=0, help='seed of split and training')
-    parser.add_argument('--iters', type=int, default=500)
-    parser.add_argument('--batch-size', type=int, default=256)
-    parser.add_argument('--lr', type=float, default=5e-2)
-    parser.add_argument('--weight-decay', type=float, default=1e-4)
+    add_gate_training_arguments(parser)
     parser.add_argument(
         '--search-steps',
         type=int,
@@ -137,14 +121,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             val_fraction=args.val_fraction,
             split_seed=args.seed,
             search_steps=args.search_steps,
-            loss=args.loss,
-            temperature=args.temperature,
-            hidden_channels=args.hidden_channels,
-            iters=args.iters,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            seed=args.seed)
+            **gate_training_kwargs(args))
 
     lines = [f'exits {samples.exits}, beta {fit.beta:.6g}, loss {args.loss}']
     if fit.trials:
@@ -192,9 +169,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         figures=figures)
     save_gate(fit.gate, meta, args.out)
     print(f'gate saved to {args.out}')
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(figures, f, indent=2)
+    dump_json(figures, args.json)
     return figures
 
 

@@ -27,7 +27,7 @@ import os.path as osp
 import pickle
 import shutil
 import sys
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 import numpy as np
 import torch
@@ -108,6 +108,7 @@ def recipe_cfg_options(settings: DemoSettings, iters: int) -> List[str]:
     warmup = settings.warmup_iters
     options = [
         f'train_cfg.max_iters={iters}',
+        f'randomness.seed={settings.seed}',
         f'train_cfg.val_interval={iters}',
         f'param_scheduler.0.end={warmup}',
         f'param_scheduler.1.begin={warmup}',
@@ -210,6 +211,25 @@ class DemoPipeline:
             for name, config in dict(MODEL_CONFIGS,
                                      gated=GATED_CONFIG).items()
         }
+
+    def _test_stage_inputs(self, name: str,
+                           **upstream: str) -> Tuple[List[str], dict]:
+        """``--cfg-options`` and parameters of a stage that runs a model of
+        the demo at test time.
+
+        Args:
+            name (str): The model's key in the config fingerprints.
+            **upstream (str): Keys of the stages it depends on (e.g.
+                ``model=trained.key``).
+
+        Returns:
+            tuple[list[str], dict]: The data and test options, and the
+            stage's parameters (config fingerprint, options, upstream keys).
+        """
+        options = data_cfg_options(self.data_root) + test_cfg_options(
+            self.settings)
+        return options, dict(
+            config=self._fingerprints[name], options=options, **upstream)
 
     def _prepare_work_dir(self, fresh: bool) -> None:
         marker = osp.join(self.work_dir, WORK_DIR_MARKER)
@@ -361,12 +381,7 @@ class DemoPipeline:
                  trained: StageResult) -> StageResult:
         """Evaluate a trained model on the val split with tools/test.py."""
         eval_dir = self.stages.path('eval', name)
-        options = data_cfg_options(self.data_root) + test_cfg_options(
-            self.settings)
-        params = dict(
-            config=self._fingerprints[name],
-            options=options,
-            model=trained.key)
+        options, params = self._test_stage_inputs(name, model=trained.key)
 
         def body(key: str) -> dict:
             self.stages.prepare_dir(eval_dir, key)
@@ -385,12 +400,8 @@ class DemoPipeline:
         """Evaluate the ECO-M2F parent at every exit in one pass."""
         eval_dir = self.stages.path('eval', 'eco_parent')
         out = osp.join(eval_dir, 'exits.json')
-        options = data_cfg_options(self.data_root) + test_cfg_options(
-            self.settings)
-        params = dict(
-            config=self._fingerprints['eco_parent'],
-            options=options,
-            model=trained.key)
+        options, params = self._test_stage_inputs(
+            'eco_parent', model=trained.key)
 
         def body(key: str) -> dict:
             self.stages.prepare_dir(eval_dir, key)
@@ -421,12 +432,8 @@ class DemoPipeline:
         """ECO-M2F step B on the training split."""
         eco_dir = self.stages.path('eco')
         out = osp.join(eco_dir, 'derived_train.npz')
-        options = data_cfg_options(self.data_root) + test_cfg_options(
-            self.settings)
-        params = dict(
-            config=self._fingerprints['eco_parent'],
-            options=options,
-            model=trained.key)
+        options, params = self._test_stage_inputs(
+            'eco_parent', model=trained.key)
 
         def body(key: str) -> dict:
             resumable = self.stages.prepare_dir(eco_dir, key)
@@ -506,10 +513,7 @@ class DemoPipeline:
         """Evaluate the gated ECO-M2F model; keep every image's exit."""
         eval_dir = self.stages.path('eval', 'eco_gated')
         predictions = osp.join(eval_dir, 'predictions.pkl')
-        options = data_cfg_options(self.data_root) + test_cfg_options(
-            self.settings)
-        params = dict(
-            config=self._fingerprints['gated'], options=options, gate=gate.key)
+        options, params = self._test_stage_inputs('gated', gate=gate.key)
 
         def body(key: str) -> dict:
             self.stages.prepare_dir(eval_dir, key)

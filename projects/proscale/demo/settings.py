@@ -22,6 +22,7 @@ class DemoSettings:
         data_seed (int): Seed of the synthetic dataset.
         train_iters (int): Training iterations of the baseline and of
             PRO-SCALE (one recipe for both); at least 2.
+        seed (int): Random seed of every training (``randomness.seed``).
         warmup_iters (int): Linear warm-up iterations of every training
             (then cosine decay to its end).
         lr (float, optional): AdamW learning rate of every training; None
@@ -50,17 +51,18 @@ class DemoSettings:
             keeps torch's default (all cores).
     """
     num_train: int = 400
-    num_val: int = 100
+    num_val: int = 250
     image_size: int = 128
     data_seed: int = 0
     train_iters: int = 600
+    seed: int = 0
     warmup_iters: int = 20
     lr: Optional[float] = None
-    parent_iters: int = 300
+    parent_iters: int = 200
     parent_from_baseline: bool = True
     exits_per_iter: int = 1
     object_mask_thr: Optional[float] = 0.25
-    beta: float = 0.003
+    beta: float = 0.002
     gate_iters: int = 500
     log_interval: int = 10
     num_visualisations: int = 6

@@ -26,7 +26,6 @@ import os.path as osp
 import re
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
                     TextIO)
 
 from mmengine.logging import MMLogger
+
+from ..utils import atomic_open
 
 REPO_ROOT = osp.dirname(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
@@ -56,17 +57,8 @@ def atomic_write_json(obj: Any, path: str) -> None:
         obj (Any): A JSON-serialisable object.
         path (str): Destination file.
     """
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(
-        prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f, indent=2)
-        os.replace(tmp_path, path)
-    finally:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=2)
 
 
 def stage_key(params: Any) -> str:

@@ -1,2 +1,2 @@
-from . import (beta_search, exit_flops, exit_samples,  # noqa: F401
-               gate_sweep, gate_training, hooks, loops)
+from . import (beta_search, early_exit_model, exit_flops,  # noqa: F401
+               exit_samples, gate_sweep, gate_training, hooks, loops)

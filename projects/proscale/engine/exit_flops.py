@@ -16,13 +16,18 @@ from torch import Tensor, nn
 from ..analysis import MaskFormerFlopAnalyzer, average_flops
 from ..analysis.flop_count import GIGA
 from ..analysis.model_utils import split_batch
+from ..models.detectors.gated_inference import GATE_EXIT
 from ..models.gates import ExitGate
 
 
-def count_exit_gflops(model: nn.Module, dataloader: Iterable,
-                      exits: Sequence[int],
-                      num_images: int) -> Dict[int, float]:
-    """Mean total GFLOPs of an ``EcoMask2Former`` at every exit.
+def count_exit_flops(model: nn.Module, dataloader: Iterable,
+                     exits: Sequence[int],
+                     num_images: int) -> Dict[int, Dict[str, float]]:
+    """FLOP counts of an ``EcoMask2Former`` at every exit.
+
+    Each exit is counted with ``test_cfg.exit_layer`` set to it (restored
+    afterwards), so the count follows the model's inference path whatever
+    exit its config fixes.
 
     Args:
         model (nn.Module): An ``EcoMask2Former`` without gated inference
@@ -32,21 +37,43 @@ def count_exit_gflops(model: nn.Module, dataloader: Iterable,
         num_images (int): Images to average over.
 
     Returns:
-        dict[int, float]: Exit -> total GFLOPs per image.
+        dict[int, dict[str, float]]: Exit -> the per-image averages of
+        ``average_flops`` (``total``, ``encoder``, ... GFLOPs, ``params``).
     """
-    if model.test_exit_layer == 'gate':
+    if model.test_exit_layer == GATE_EXIT:
         raise ValueError('count the exits of the parent model, not of its '
                          "gated version (test_cfg.exit_layer='gate')")
-    previous = model.panoptic_head.pixel_decoder.exit_layer
-    gflops = {}
+    previous = model.test_exit_layer
+    flops = {}
     try:
         for exit_layer in exits:
-            model.set_exit(exit_layer)
-            gflops[exit_layer] = average_flops(model, dataloader,
-                                               num_images)['total']
+            model.check_exits([exit_layer], 'exits')
+            model.test_cfg['exit_layer'] = exit_layer
+            flops[exit_layer] = average_flops(model, dataloader, num_images)
     finally:
-        model.set_exit(previous)
-    return gflops
+        model.test_cfg['exit_layer'] = previous
+    return flops
+
+
+def count_exit_gflops(model: nn.Module, dataloader: Iterable,
+                      exits: Sequence[int],
+                      num_images: int) -> Dict[int, float]:
+    """Mean total GFLOPs of an ``EcoMask2Former`` at every exit.
+
+    Args:
+        model (nn.Module): See :func:`count_exit_flops`.
+        dataloader (Iterable): Yields data batches (any batch size).
+        exits (Sequence[int]): Exits to count.
+        num_images (int): Images to average over.
+
+    Returns:
+        dict[int, float]: Exit -> total GFLOPs per image.
+    """
+    return {
+        exit_layer: flops['total']
+        for exit_layer, flops in count_exit_flops(model, dataloader, exits,
+                                                  num_images).items()
+    }
 
 
 class _GateForward(nn.Module):

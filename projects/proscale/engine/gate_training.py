@@ -4,14 +4,15 @@ The gate trains on :class:`~.exit_samples.ExitSamples` (read from a derived
 exit dataset) without running the segmentation model: a few hundred
 optimiser steps of a linear layer, seconds on a CPU.
 """
-from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Sequence
+import argparse
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from mmdet.registry import MODELS
 from torch import Tensor
 
 from ..models.gates import ExitGate, exit_utility, hard_exit_targets
+from ..utils import torch_threads
 from .exit_samples import ExitSamples
 
 # Names of the gate losses on the command line.
@@ -40,21 +41,6 @@ def build_gate_loss(loss: str = 'hard_ce',
     if loss != 'hard_ce':
         cfg['temperature'] = temperature
     return MODELS.build(cfg)
-
-
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread inside the block.
-
-    The gate's operations are far too small to gain from threads; on a busy
-    machine, thread hand-offs slow its training down by more than 10x.
-    """
-    num_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(num_threads)
 
 
 def train_gate(samples: ExitSamples,
@@ -110,7 +96,8 @@ def train_gate(samples: ExitSamples,
     generator = torch.Generator().manual_seed(seed)
     batches: List[Tensor] = []
     gate.train()
-    with _single_thread():
+    # The gate's operations are far too small to gain from threads.
+    with torch_threads(1):
         for _ in range(iters):
             if not batches:
                 batches = list(
@@ -124,6 +111,59 @@ def train_gate(samples: ExitSamples,
     gate.fold_input_normalization(mean, std)
     gate.trained.fill_(True)
     return gate
+
+
+def add_gate_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of :func:`train_gate` to a gate tool.
+
+    ``--loss``, ``--temperature``, ``--hidden-channels``, ``--iters``,
+    ``--batch-size``, ``--lr``, ``--weight-decay`` and ``--seed``, with
+    :func:`train_gate`'s defaults; :func:`gate_training_kwargs` reads them.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+    """
+    parser.add_argument(
+        '--loss', choices=sorted(GATE_LOSSES), default='hard_ce')
+    parser.add_argument(
+        '--temperature',
+        type=float,
+        default=0.05,
+        help='temperature of the soft targets softmax(u / T)')
+    parser.add_argument(
+        '--hidden-channels',
+        type=int,
+        help='hidden width of an MLP gate (default: the linear gate)')
+    parser.add_argument('--iters', type=int, default=500)
+    parser.add_argument('--batch-size', type=int, default=256)
+    parser.add_argument('--lr', type=float, default=5e-2)
+    parser.add_argument('--weight-decay', type=float, default=1e-4)
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='seed of the training (and of a held-out split)')
+
+
+def gate_training_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
+    """The :func:`train_gate` arguments of :func:`add_gate_training_arguments`.
+
+    Args:
+        args (argparse.Namespace): The parsed options.
+
+    Returns:
+        dict: Keyword arguments of :func:`train_gate` (all but ``samples``
+        and ``beta``).
+    """
+    return dict(
+        loss=args.loss,
+        temperature=args.temperature,
+        hidden_channels=args.hidden_channels,
+        iters=args.iters,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed)
 
 
 def exit_costs(exits: Sequence[int],

@@ -38,15 +38,14 @@ Files are written atomically (temporary file in the same folder, then
 ``os.replace``), so a reader never sees a partial file.
 """
 import json
-import os
 import os.path as osp
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
+from ..utils import atomic_open
 from .single_image_pq import PQ_GROUPS, PQ_METRICS
 
 EXIT_DATASET_FORMAT = 'proscale-exit-dataset'
@@ -198,28 +197,16 @@ class ExitDataset:
         Args:
             path (str): The output file (conventionally ``*.npz``).
         """
-        folder = osp.dirname(osp.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp_path = tempfile.mkstemp(
-            prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                np.savez(
-                    f,
-                    image_ids=self.image_ids,
-                    exits=self.exits,
-                    pq=self.pq,
-                    sq=self.sq,
-                    rq=self.rq,
-                    gate_inputs=self.gate_inputs,
-                    meta=np.array(json.dumps(self.meta, sort_keys=True)))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp_path, path)
-        except BaseException:
-            if osp.exists(tmp_path):
-                os.remove(tmp_path)
-            raise
+        with atomic_open(path, 'wb') as f:
+            np.savez(
+                f,
+                image_ids=self.image_ids,
+                exits=self.exits,
+                pq=self.pq,
+                sq=self.sq,
+                rq=self.rq,
+                gate_inputs=self.gate_inputs,
+                meta=np.array(json.dumps(self.meta, sort_keys=True)))
 
 
 def _read(path: str) -> ExitDataset:

@@ -1,23 +1,31 @@
-"""Helpers shared by the command-line tools: config loading and clear errors.
+"""Helpers shared by the command-line tools: common options, config loading,
+runner building and clear errors.
 
 The tools stay thin (argument parsing + these calls). Errors caused by the
 user's input (a missing data root, a typo in ``--cfg-options``, an unreadable
 image or annotation file) are reported as one line naming the file, key or
 value at fault instead of a deep traceback.
 """
+import argparse
 import difflib
 import json
 import os
 import os.path as osp
 import sys
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 from .compat import check_package_config_support
+from .distributed import init_cpu_distributed
 
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+# Test images the per-exit GFLOPs of the ECO-M2F tools are averaged over.
+DEFAULT_FLOPS_IMAGES = 10
 # Keys of a config (or of a dataset config) that point at files or folders.
 _PATH_KEYS = ('ann_file', 'data_root')
 
@@ -88,6 +96,162 @@ def load_config(path: str,
         check_cfg_option_keys(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     return cfg
+
+
+def add_cfg_options_argument(parser: argparse.ArgumentParser) -> None:
+    """Add mmdet's ``--cfg-options key=value ...`` option to a tool.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser; the parsed
+            overrides land in ``args.cfg_options`` (for :func:`load_config`).
+    """
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value (xxx=yyy); the keys must '
+        'exist in the config')
+
+
+def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add mmdet's ``--launcher`` and ``--local_rank`` options to a tool.
+
+    Parse with :func:`parse_launcher_args`, which exports ``--local_rank``.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+    """
+    parser.add_argument(
+        '--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_launcher_args(
+        parser: argparse.ArgumentParser,
+        argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse a tool's arguments and export ``LOCAL_RANK`` as mmdet does.
+
+    Launchers that pass ``--local_rank`` (``torch.distributed.launch``)
+    do not set the ``LOCAL_RANK`` environment variable mmengine reads;
+    torchrun sets it, and then it is kept.
+
+    Args:
+        parser (argparse.ArgumentParser): A parser with
+            :func:`add_launcher_arguments`.
+        argv (Sequence[str], optional): The arguments; None reads
+            ``sys.argv``.
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def non_negative_int(text: str) -> int:
+    """``argparse`` type of options that take a count >= 0.
+
+    Args:
+        text (str): The option's value.
+
+    Returns:
+        int: The count.
+
+    Raises:
+        argparse.ArgumentTypeError: If ``text`` is not an integer >= 0.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f'must be an integer >= 0, got {text!r}')
+    return value
+
+
+def add_flops_images_argument(parser: argparse.ArgumentParser,
+                              zero_means: str) -> None:
+    """Add ``--flops-images N`` (default :data:`DEFAULT_FLOPS_IMAGES`): the
+    test images each exit's GFLOPs are averaged over.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+        zero_means (str): What ``--flops-images 0`` does, for the help.
+    """
+    parser.add_argument(
+        '--flops-images',
+        type=non_negative_int,
+        default=DEFAULT_FLOPS_IMAGES,
+        help='average the GFLOPs of each exit over this many test images '
+        f'(default: {DEFAULT_FLOPS_IMAGES}; 0 {zero_means})')
+
+
+def check_checkpoint(path: str) -> None:
+    """Check that a checkpoint given on the command line exists.
+
+    Args:
+        path (str): The checkpoint file.
+
+    Raises:
+        FileNotFoundError: Naming the missing file.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path} does not exist')
+
+
+def set_work_dir(cfg: Config,
+                 config_path: str,
+                 work_dir: Optional[str] = None,
+                 subdir: str = '') -> None:
+    """Set ``cfg.work_dir`` as mmdet's tools do.
+
+    Args:
+        cfg (Config): The config, updated in place.
+        config_path (str): The config file; its name names the default
+            folder.
+        work_dir (str, optional): ``--work-dir``; it wins over the config.
+        subdir (str): Folder under ``./work_dirs`` of the default, e.g. the
+            tool's name. Defaults to '' (``./work_dirs/<config name>``).
+    """
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', subdir,
+                                osp.splitext(osp.basename(config_path))[0])
+
+
+def dump_json(obj: Any, path: Optional[str]) -> None:
+    """Write a tool's results as indented JSON (a tool's ``--json``).
+
+    Args:
+        obj (Any): JSON-serialisable results.
+        path (str, optional): The output file; None writes nothing.
+    """
+    if path is None:
+        return
+    with open(path, 'w') as f:
+        json.dump(obj, f, indent=2)
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build the runner of a config, as mmdet's tools do.
+
+    ``--launcher pytorch`` runs work on machines without CUDA too
+    (:func:`init_cpu_distributed`).
+
+    Args:
+        cfg (Config): The full config, with ``launcher`` and ``work_dir``
+            set.
+
+    Returns:
+        Runner: ``Runner.from_cfg(cfg)``, or the config's ``runner_type``.
+    """
+    init_cpu_distributed(cfg)
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
 
 
 def _dataset_cfgs(cfg: Config) -> Iterator[tuple]:

@@ -116,6 +116,28 @@ def test_predict_exits_equals_predict_at_fixed_exit(eco):
     assert results[2][0] is not results[4][0]
 
 
+def _tensor_forward(model):
+    data = _batch(model)
+    with torch.no_grad():
+        return model(data['inputs'], data['data_samples'], mode='tensor')
+
+
+def test_tensor_forward_honours_test_cfg_exit_layer(eco):
+    full = _tensor_forward(eco)
+    eco.set_exit(2)
+    expected = _tensor_forward(eco)
+    eco.set_exit(None)
+    eco.test_cfg.exit_layer = 2
+    try:
+        fixed = _tensor_forward(eco)
+    finally:
+        eco.test_cfg.exit_layer = None
+    # the exit of set_exit is restored after the forward
+    assert eco.current_exit == 6
+    torch.testing.assert_close(fixed, expected)
+    assert _differ(fixed[1][-1], full[1][-1])
+
+
 def test_full_exit_equals_mmdet_mask2former(eco):
     cfg = _model_cfg()
     cfg.type = 'Mask2Former'

@@ -33,13 +33,7 @@ def _batch(model):
     return model.data_preprocessor(copy.deepcopy(packed), False)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def single_thread():
-    """The tiny model runs much faster on one thread of a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.fixture(scope='module')

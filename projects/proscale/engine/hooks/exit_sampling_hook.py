@@ -8,9 +8,10 @@ import numpy as np
 from mmengine.dist import broadcast_object_list
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from torch import nn
+
+from ..early_exit_model import early_exit_model
 
 WEIGHT_SCHEDULES = ('linear', 'uniform', 'normalized')
 LossWeights = Union[str, Sequence[float], Mapping[int, float]]
@@ -164,18 +165,9 @@ class ExitSamplingHook(Hook):
     @staticmethod
     def _model(runner) -> nn.Module:
         """Return the (unwrapped) early-exit model of the runner."""
-        model = runner.model
-        if is_model_wrapper(model):
-            model = model.module
-        if not all(
-                hasattr(model, name)
-                for name in ('set_exit', 'exit_layers', 'exit_loss_weights',
-                             'exit_losses')):
-            raise TypeError(
-                f'ExitSamplingHook needs an early-exit model such as '
-                f"'EcoMask2Former', got '{type(model).__name__}' "
-                '(model.type in the config)')
-        return model
+        return early_exit_model(
+            runner.model, 'ExitSamplingHook',
+            ('set_exit', 'exit_layers', 'exit_loss_weights', 'exit_losses'))
 
     def before_train(self, runner) -> None:
         """Resolve the exits and weights, and check the setup."""

@@ -48,7 +48,6 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.dist import barrier, broadcast_object_list, get_dist_info
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import LOOPS
 from mmengine.runner import BaseLoop
 from mmengine.utils import ProgressBar
@@ -59,11 +58,14 @@ from ...evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
                                         ExitDataset, load_exit_dataset)
 from ...evaluation.single_image_panoptic_evaluator import \
     SingleImagePanopticEvaluator
+from ...utils import unwrap_model
+from ..early_exit_model import early_exit_model
 
 SPLITS = ('train', 'val')
 # Meta entries that may differ between the runs of one derivation (resume).
 _RUN_SPECIFIC_META = ('config', 'code_version')
-# Config keys that only describe how a run was launched.
+# Config keys that only describe how a run was launched (and, below,
+# env_cfg.dist_cfg).
 _LAUNCH_KEYS = ('launcher', 'work_dir', 'load_from', 'resume',
                 'model_wrapper_cfg')
 _GATE_INPUT = ('pixel_decoder.gate_features: global average of the projected '
@@ -99,11 +101,6 @@ def derive_dataloader_cfg(cfg: Config, split: str) -> dict:
             'dataset, not a dataset wrapper')
     dataset.pipeline = copy.deepcopy(test_dataset.pipeline)
     return dict(dataset=dataset, num_workers=loader.get('num_workers', 0))
-
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """Return the model inside a model wrapper (e.g. DDP), or the model."""
-    return model.module if is_model_wrapper(model) else model
 
 
 @torch.no_grad()
@@ -216,14 +213,10 @@ class DeriveExitDatasetLoop(BaseLoop):
         if save_interval < 1:
             raise ValueError(
                 f'save_interval must be >= 1, got {save_interval}')
-        model = unwrap_model(runner.model)
-        pixel_decoder = getattr(
-            getattr(model, 'panoptic_head', None), 'pixel_decoder', None)
-        if not hasattr(model, 'predict_exits_by_feat') or not hasattr(
-                pixel_decoder, 'gate_features'):
-            raise TypeError('DeriveExitDatasetLoop needs an early-exit model '
-                            "('EcoMask2Former' with a pixel decoder that has "
-                            f"gate_features), got '{type(model).__name__}'")
+        model = early_exit_model(
+            runner.model, 'DeriveExitDatasetLoop',
+            ('predict_exits_by_feat', 'panoptic_head.pixel_decoder.'
+             'gate_features'))
         checkpoint = runner.cfg.get('load_from')
         if not checkpoint or not osp.isfile(checkpoint):
             raise FileNotFoundError(
@@ -264,6 +257,8 @@ class DeriveExitDatasetLoop(BaseLoop):
         config = copy.deepcopy(runner.cfg)
         for key in _LAUNCH_KEYS:
             config.pop(key, None)
+        # So does the process group (gloo on CPU, init_cpu_distributed).
+        (config.get('env_cfg') or {}).pop('dist_cfg', None)
         self.meta: Dict[str, Any] = _jsonable(
             dict(
                 format=EXIT_DATASET_FORMAT,

@@ -1,27 +1,17 @@
 """Evaluate fixed exits and exit gates of an early-exit model in one pass."""
 import copy
-import re
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Union
 
-import torch
 from mmdet.structures import SampleList
-from mmengine.evaluator import Evaluator
-from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import LOOPS
-from mmengine.runner import TestLoop, autocast
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ...models.gates import ExitGate, load_gate
-
-POLICY_METRIC = re.compile(r'^(.+?)/(.+)$')
-
-
-def fixed_exit_policy(exit_layer: int) -> str:
-    """Name of the policy that runs every image to ``exit_layer``."""
-    return f'exit{exit_layer}'
+from ..early_exit_model import early_exit_model
+from .multi_evaluator_test_loop import (MultiEvaluatorTestLoop, Predictions,
+                                        fixed_exit_policy)
 
 
 def policy_predictions(outputs: Dict[int, SampleList],
@@ -45,7 +35,7 @@ def policy_predictions(outputs: Dict[int, SampleList],
 
 
 @LOOPS.register_module()
-class ExitPolicyTestLoop(TestLoop):
+class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
     """Test loop that evaluates several exit policies in one pass.
 
     A policy decides each image's exit: a fixed exit (``'exit{k}'``) or a
@@ -80,16 +70,10 @@ class ExitPolicyTestLoop(TestLoop):
                  gates: Optional[Dict[str, str]] = None,
                  exits: Optional[Sequence[int]] = None,
                  fp16: bool = False) -> None:
-        if not isinstance(evaluator, (dict, list)):
-            raise TypeError('ExitPolicyTestLoop builds one evaluator per '
-                            'policy and needs the evaluator config (dict or '
-                            f'list), got {type(evaluator).__name__}')
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
-        if not hasattr(model, 'predict_exits_by_feat'):
-            raise TypeError(
-                'ExitPolicyTestLoop needs an early-exit model such as '
-                f"'EcoMask2Former', got '{type(model).__name__}'")
+        model = early_exit_model(
+            runner.model, 'ExitPolicyTestLoop',
+            ('predict_exits_by_feat', 'panoptic_head.pixel_decoder.'
+             'gate_features'))
         self.exits: List[int] = model.check_exits(
             model.exit_layers if exits is None else exits, 'test_cfg.exits')
         self.gates: Dict[str, ExitGate] = {}
@@ -101,46 +85,11 @@ class ExitPolicyTestLoop(TestLoop):
             model.check_exits(self.gates[name].exits, f'exits of {path}')
         self.policies = [fixed_exit_policy(k)
                          for k in self.exits] + list(self.gates)
-        self.evaluators: Dict[str, Evaluator] = {
-            name: runner.build_evaluator(copy.deepcopy(evaluator))
-            for name in self.policies
-        }
-        super().__init__(runner, dataloader, self.evaluators[self.policies[0]],
-                         fp16)
-        for policy_evaluator in self.evaluators.values():
-            policy_evaluator.dataset_meta = self.evaluator.dataset_meta
+        super().__init__(runner, dataloader, evaluator, self.policies, fp16)
         self.exit_counts: Dict[str, Counter] = {
             name: Counter()
             for name in self.policies
         }
-
-    def run(self) -> Dict[str, float]:
-        """Run the test set once and evaluate every policy.
-
-        Returns:
-            dict[str, float]: ``{'{policy}/{metric}': value}``.
-        """
-        self.runner.call_hook('before_test')
-        self.runner.call_hook('before_test_epoch')
-        self.runner.model.eval()
-        for idx, data_batch in enumerate(self.dataloader):
-            self.run_iter(idx, data_batch)
-        metrics = {}
-        for name, policy_evaluator in self.evaluators.items():
-            policy_metrics = policy_evaluator.evaluate(
-                len(self.dataloader.dataset))
-            metrics.update({
-                f'{name}/{key}': value
-                for key, value in policy_metrics.items()
-            })
-        print_log(
-            'Images per exit of every exit policy:\n' +
-            '\n'.join(f'  {name}: exits {dict(sorted(counts.items()))}'
-                      for name, counts in self.exit_counts.items()),
-            logger='current')
-        self.runner.call_hook('after_test_epoch', metrics=metrics)
-        self.runner.call_hook('after_test')
-        return metrics
 
     def _policy_exits(self, gate_input: Tensor) -> Dict[str, List[int]]:
         """Every policy's exit for every image of a batch."""
@@ -151,52 +100,35 @@ class ExitPolicyTestLoop(TestLoop):
                 gate_input.device).predict(gate_input).tolist()
         return choices
 
-    @torch.no_grad()
-    def run_iter(self, idx: int, data_batch: dict) -> None:
-        """Predict one batch at every exit and feed every policy.
+    def predict(self, data: dict) -> Predictions:
+        """Predict one preprocessed batch at every exit some policy picks,
+        and count every policy's exits.
 
         Args:
-            idx (int): The batch index.
-            data_batch (dict): A batch from the dataloader.
+            data (dict): The batch after the data preprocessor.
+
+        Returns:
+            tuple[dict, dict]: The predictions at every exit that ran, and
+            every policy's predictions (:func:`policy_predictions`).
         """
-        self.runner.call_hook(
-            'before_test_iter', batch_idx=idx, data_batch=data_batch)
-        model = self.runner.model.module if is_model_wrapper(
-            self.runner.model) else self.runner.model
-        with autocast(enabled=self.fp16):
-            data = model.data_preprocessor(data_batch, False)
-            feats = model.extract_feat(data['inputs'])
-            choices = self._policy_exits(
-                model.panoptic_head.pixel_decoder.gate_features(list(feats)))
-            outputs = model.predict_exits_by_feat(
-                feats, data['data_samples'],
-                {k
-                 for exits in choices.values()
-                 for k in exits})
+        model = self.model
+        feats = model.extract_feat(data['inputs'])
+        choices = self._policy_exits(
+            model.panoptic_head.pixel_decoder.gate_features(list(feats)))
+        outputs = model.predict_exits_by_feat(
+            feats, data['data_samples'],
+            {k
+             for exits in choices.values()
+             for k in exits})
         for name, exits in choices.items():
             self.exit_counts[name].update(exits)
-            self.evaluators[name].process(
-                data_samples=policy_predictions(outputs, exits),
-                data_batch=data_batch)
-        self.runner.call_hook(
-            'after_test_iter',
-            batch_idx=idx,
-            data_batch=data_batch,
-            outputs=outputs[max(outputs)])
+        return outputs, {
+            name: policy_predictions(outputs, exits)
+            for name, exits in choices.items()
+        }
 
-
-def split_policy_metrics(metrics: Dict[str, float]) -> Dict[str, dict]:
-    """Group the flat metrics of :class:`ExitPolicyTestLoop` by policy.
-
-    Args:
-        metrics (dict[str, float]): ``{'{policy}/{metric}': value}``.
-
-    Returns:
-        dict[str, dict[str, float]]: Policy -> ``{metric: value}``.
-    """
-    per_policy: Dict[str, dict] = {}
-    for key, value in metrics.items():
-        match = POLICY_METRIC.match(key)
-        if match:
-            per_policy.setdefault(match[1], {})[match[2]] = value
-    return per_policy
+    def summary(self, metrics: Dict[str, float]) -> str:
+        """How many images every policy sent to each exit."""
+        return 'Images per exit of every exit policy:\n' + '\n'.join(
+            f'  {name}: exits {dict(sorted(counts.items()))}'
+            for name, counts in self.exit_counts.items())

@@ -1,5 +1,6 @@
 """ECO-M2F: Mask2Former with an early-exit encoder."""
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import (Any, Callable, Dict, Iterable, List, Optional, Tuple,
+                    TypeVar, Union)
 
 from mmdet.models.detectors import Mask2Former
 from mmdet.models.utils import reweight_loss_dict
@@ -12,6 +13,7 @@ from ..dense_heads import EcoMask2FormerHead, PixelDecoderOutput
 from .gated_inference import GATE_EXIT, GatedInferenceMixin
 
 _EARLY_EXIT_API = ('exit_layer', 'exit_layers', 'num_layers', 'forward_exits')
+_T = TypeVar('_T')
 
 
 @MODELS.register_module()
@@ -44,8 +46,9 @@ class EcoMask2Former(GatedInferenceMixin, Mask2Former):
     ran to its unweighted total loss (detached), for logging.
 
     Inference: ``test_cfg.exit_layer`` (int) fixes the exit of
-    :meth:`predict`; ``None`` keeps the exit set by :meth:`set_exit` (all
-    layers by default). :meth:`predict_exits` decodes several exits of one
+    :meth:`predict` and of the tensor forward (``mode='tensor'``);
+    ``None`` keeps the exit set by :meth:`set_exit` (all layers by
+    default). :meth:`predict_exits` decodes several exits of one
     backbone and encoder pass.
 
     Gated inference (ECO-M2F step C, :class:`GatedInferenceMixin`): with
@@ -228,14 +231,60 @@ class EcoMask2Former(GatedInferenceMixin, Mask2Former):
             ``pred_panoptic_seg`` (and ``pred_instances`` when
             ``test_cfg.instance_on``) added, as in :class:`Mask2Former`.
         """
+        return self._at_test_exit(super().predict, self.predict_gated,
+                                  batch_inputs, batch_data_samples, rescale)
+
+    def _forward(
+        self,
+        batch_inputs: Tensor,
+        batch_data_samples: Optional[SampleList] = None
+    ) -> Tuple[List[Tensor]]:
+        """Network forward without post-processing (``mode='tensor'``, the
+        forward the FLOP counter traces), at ``test_cfg.exit_layer`` like
+        :meth:`predict`.
+
+        Args:
+            batch_inputs (Tensor): Input images of shape (B, C, H, W).
+            batch_data_samples (list[:obj:`DetDataSample`], optional): The
+                batch data samples.
+
+        Returns:
+            tuple[list[Tensor]]: Classification logits, each of shape
+            (B, num_queries, cls_out_channels), and mask logits, each of
+            shape (B, num_queries, H/4, W/4), of every decoder layer.
+        """
+        return self._at_test_exit(super()._forward, self.forward_gated,
+                                  batch_inputs, batch_data_samples)
+
+    def _at_test_exit(self, fixed: Callable[..., _T], gated: Callable[..., _T],
+                      *args: Any) -> _T:
+        """Run an inference path at the exit ``test_cfg.exit_layer`` asks
+        for; :meth:`predict` and :meth:`_forward` both go through here.
+
+        Args:
+            fixed (Callable): The path for one exit for the whole batch
+                (Mask2Former's), run with the pixel decoder's exit set to an
+                integer ``test_cfg.exit_layer`` (restored afterwards), or at
+                the exit of :meth:`set_exit` when that is None.
+            gated (Callable): The gated path, run when
+                ``test_cfg.exit_layer='gate'``.
+            *args: The arguments of both paths.
+
+        Returns:
+            The result of the path that ran.
+        """
         exit_layer = self.test_exit_layer
         if exit_layer == GATE_EXIT:
-            return self.predict_gated(batch_inputs, batch_data_samples,
-                                      rescale)
+            return gated(*args)
         if exit_layer is None:
-            return super().predict(batch_inputs, batch_data_samples, rescale)
-        return self.predict_exits(batch_inputs, batch_data_samples,
-                                  [exit_layer], rescale)[exit_layer]
+            return fixed(*args)
+        pixel_decoder = self.panoptic_head.pixel_decoder
+        previous = pixel_decoder.exit_layer
+        self.set_exit(exit_layer)
+        try:
+            return fixed(*args)
+        finally:
+            pixel_decoder.exit_layer = previous
 
     def predict_exits(self,
                       batch_inputs: Tensor,

@@ -61,12 +61,11 @@ def _scatter(outputs: Any, group_outputs: Any, index: Tensor,
 class GatedInferenceMixin:
     """Gated inference for ``EcoMask2Former``.
 
-    The host class calls :meth:`build_gate` in its constructor and routes
-    :meth:`predict` to :meth:`predict_gated` when
-    ``test_cfg.exit_layer == 'gate'``; the tensor forward (``mode='tensor'``,
-    traced by the FLOP counter) is routed here by :meth:`_forward`. The
-    chosen exit of every image is written to its data sample's metainfo as
-    ``exit_layer``.
+    The host class calls :meth:`build_gate` in its constructor and, when
+    ``test_cfg.exit_layer == 'gate'``, routes ``predict`` to
+    :meth:`predict_gated` and the tensor forward (``mode='tensor'``, traced
+    by the FLOP counter) to :meth:`forward_gated`. The chosen exit of every
+    image is written to its data sample's metainfo as ``exit_layer``.
     """
 
     gate: Optional[ExitGate]
@@ -183,14 +182,3 @@ class GatedInferenceMixin:
             outputs = _scatter(outputs, group_outputs, index,
                                len(batch_inputs))
         return outputs
-
-    def _forward(
-        self,
-        batch_inputs: Tensor,
-        batch_data_samples: Optional[SampleList] = None
-    ) -> Tuple[List[Tensor]]:
-        """``mode='tensor'`` forward: gated with ``test_cfg.exit_layer ==
-        'gate'``, otherwise the host class's."""
-        if self.test_exit_layer == GATE_EXIT:
-            return self.forward_gated(batch_inputs, batch_data_samples)
-        return super()._forward(batch_inputs, batch_data_samples)

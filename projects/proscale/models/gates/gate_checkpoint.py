@@ -13,28 +13,22 @@ under ``gate.`` in the parent's ``state_dict`` and its meta under
 ``meta['exit_gate']``, so that one checkpoint runs gated inference with a
 config that sets ``model.gate`` and ``model.test_cfg.exit_layer='gate'``.
 """
-import os
 import os.path as osp
 from typing import Optional, Tuple
 
 import torch
 from mmdet.registry import MODELS
 
+from ...utils import atomic_open
 from .exit_gate import ExitGate
 
 GATE_PREFIX = 'gate.'
 
 
 def _save_atomically(checkpoint: dict, path: str) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then rename."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp_path = f'{path}.tmp{os.getpid()}'
-    try:
-        torch.save(checkpoint, tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
+    """``torch.save`` so that ``path`` never holds a partial file."""
+    with atomic_open(path, 'wb') as f:
+        torch.save(checkpoint, f)
 
 
 def save_gate(gate: ExitGate, meta: dict, path: str) -> None:

@@ -61,9 +61,8 @@ class ExitHardCELoss(BaseExitGateLoss):
         return F.cross_entropy(logits, hard_exit_targets(utility))
 
 
-@MODELS.register_module()
-class ExitSoftCELoss(BaseExitGateLoss):
-    """Cross-entropy against ``softmax(u / T)`` over the exits.
+class BaseSoftExitGateLoss(BaseExitGateLoss):
+    """Base of the losses against the soft targets ``softmax(u / T)``.
 
     Args:
         temperature (float): Target temperature ``T`` in quality units.
@@ -79,11 +78,30 @@ class ExitSoftCELoss(BaseExitGateLoss):
 
     def _loss(self, logits: Tensor, utility: Tensor) -> Tensor:
         target = soft_exit_targets(utility, self.temperature).to(logits)
+        return self._soft_loss(logits, target)
+
+    @abstractmethod
+    def _soft_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """The unweighted loss against the soft targets (N, E), averaged
+        over the images."""
+
+
+@MODELS.register_module()
+class ExitSoftCELoss(BaseSoftExitGateLoss):
+    """Cross-entropy against ``softmax(u / T)`` over the exits.
+
+    Args:
+        temperature (float): Target temperature ``T`` in quality units.
+            Defaults to 0.05.
+        loss_weight (float): Weight of the loss. Defaults to 1.0.
+    """
+
+    def _soft_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
 @MODELS.register_module()
-class ExitSoftMSELoss(BaseExitGateLoss):
+class ExitSoftMSELoss(BaseSoftExitGateLoss):
     """Squared error between the gate's and the target exit distributions.
 
     ``sum_k (softmax(logits)_k - softmax(u / T)_k) ** 2``, averaged over the
@@ -95,12 +113,5 @@ class ExitSoftMSELoss(BaseExitGateLoss):
         loss_weight (float): Weight of the loss. Defaults to 1.0.
     """
 
-    def __init__(self,
-                 temperature: float = 0.05,
-                 loss_weight: float = 1.0) -> None:
-        super().__init__(loss_weight)
-        self.temperature = temperature
-
-    def _loss(self, logits: Tensor, utility: Tensor) -> Tensor:
-        target = soft_exit_targets(utility, self.temperature).to(logits)
+    def _soft_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         return (logits.softmax(dim=1) - target).pow(2).sum(dim=1).mean()
