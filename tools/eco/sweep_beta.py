@@ -7,8 +7,8 @@ evaluator gets every image's prediction at the exit that policy picks, so
 PQ is the dataset-level metric, as for a real gated run. Expected GFLOPs
 are ``sum_k share_k * G_k`` (+ the gate's own cost), with ``G_k`` averaged
 over ``--flops-images`` test images. Writes ``sweep.json``, ``sweep.png``
-and the gates (``gates/beta_*.pth``, ready for ``merge_gate.py``) to
-``--out-dir``.
+and the gates (``gates/beta<beta>.pth``, e.g. ``beta0.003.pth``, ready for
+``merge_gate.py``) to ``--out-dir``.
 
 Example:
     python tools/eco/sweep_beta.py \

@@ -247,9 +247,13 @@ class DemoReport:
             'synthetic panoptic: quality vs. compute',
             fontsize=10)
         axes.grid(True, alpha=0.3)
-        axes.legend(loc='lower right', fontsize=8)
-        figure.tight_layout()
-        figure.savefig(path, dpi=120)
+        # Below the axes, where it cannot hide a model's marker.
+        axes.legend(
+            loc='upper center',
+            bbox_to_anchor=(0.5, -0.14),
+            ncol=2,
+            fontsize=8)
+        figure.savefig(path, dpi=120, bbox_inches='tight')
         plt.close(figure)
 
     def _pick_images(self) -> List[int]:
