@@ -4,9 +4,11 @@ Importing this package registers every module in mmdet's, mmseg's and
 mmengine's registries (use ``custom_imports=dict(imports=['projects.proscale'])``
 in a config) and applies the stack compatibility shims.
 """
-from .utils import allow_mmengine_checkpoint_globals
+from .utils import (allow_mmengine_checkpoint_globals,
+                    silence_pkg_resources_deprecation)
 
 allow_mmengine_checkpoint_globals()
+silence_pkg_resources_deprecation()
 
 from . import analysis, datasets, engine, evaluation, models  # noqa: E402,F401
 

@@ -1,10 +1,17 @@
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.logging import HistoryBuffer, MessageHub
 
 from projects.proscale.utils import (allow_mmengine_checkpoint_globals,
-                                     mmengine_checkpoint_globals)
+                                     mmengine_checkpoint_globals,
+                                     silence_pkg_resources_deprecation)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _runner_like_checkpoint() -> dict:
@@ -49,3 +56,15 @@ def test_history_buffer_statistics_survive_pickling(tmp_path):
     torch.save(buffer, path)
     restored = torch.load(path, weights_only=True)
     assert restored.max() == 4.0 and restored.min() == 1.0
+
+
+def test_mmdet_bases_load_without_pkg_resources_warning():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('default')
+        silence_pkg_resources_deprecation()
+        Config.fromfile(REPO_ROOT / 'configs/mask2former/'
+                        'mask2former_r50_8xb2-lsj-50e_coco-panoptic.py')
+        warnings.warn('another warning', UserWarning)
+    messages = [str(warning.message) for warning in caught]
+    assert not any('pkg_resources' in message for message in messages)
+    assert 'another warning' in messages

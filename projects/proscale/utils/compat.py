@@ -14,9 +14,12 @@ Two things break out of the box on this stack:
 * ``mmdet::`` / ``mmseg::`` config bases are resolved by mmengine through
   ``pkg_resources``, which recent setuptools no longer ships.
   :func:`check_package_config_support` turns the obscure failure into a clear
-  error.
+  error, and :func:`silence_pkg_resources_deprecation` mutes the deprecation
+  warning that mmengine's reload of ``pkg_resources`` repeats at every
+  ``mmdet::`` base it resolves (the pin to setuptools < 81 is deliberate).
 """
 import importlib.util
+import warnings
 from typing import List
 
 import numpy as np
@@ -97,3 +100,16 @@ def check_package_config_support() -> None:
             "Config bases such as 'mmdet::mask2former/...' need "
             "'pkg_resources', which setuptools>=81 no longer ships. Install "
             "'setuptools>=77,<81' (run `make install`).")
+
+
+def silence_pkg_resources_deprecation() -> None:
+    """Ignore setuptools' ``pkg_resources is deprecated`` warning.
+
+    mmengine 0.10.7 reloads ``pkg_resources`` whenever it resolves a
+    ``mmdet::`` / ``mmseg::`` config base, which prints the same warning again
+    each time. Only that warning is ignored.
+    """
+    warnings.filterwarnings(
+        'ignore',
+        message='pkg_resources is deprecated as an API',
+        category=UserWarning)
