@@ -2,6 +2,7 @@
 #   make install [WHEELHOUSE=DIR]   create .venv and install the pinned stack
 #   make test                       run the test suite (installs first if needed)
 #   make demo                       run the end-to-end demo (installs first if needed)
+#   make lint                       flake8 with setup.cfg's settings
 PYTHON ?= python3.11
 VENV ?= .venv
 WHEELHOUSE ?=
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.proscale-installed
 FIND_LINKS := $(if $(WHEELHOUSE),--find-links $(abspath $(WHEELHOUSE)))
 PYTEST_ARGS ?=
 
-.PHONY: install test test-heavy demo clean-venv
+.PHONY: install test test-heavy demo lint clean-venv
 
 install: $(STAMP)
 
@@ -32,6 +33,9 @@ test-heavy: install
 
 demo: install
 	$(PY) tools/demo.py $(if $(DEMO_FRESH),--fresh)
+
+lint: install
+	$(PY) -m flake8 projects tools tests configs
 
 clean-venv:
 	rm -rf $(VENV)

@@ -23,10 +23,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # passively costs next to nothing. Must be set before torch is imported.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-from projects.proscale.demo import (
-    PRESETS,
-    DemoPipeline,  # noqa: E402
-    StageError)
+from projects.proscale.demo import (  # noqa: E402
+    PRESETS, DemoPipeline, StageError)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -11,11 +11,9 @@ import sys
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
 
-from projects.proscale.datasets import \
-    generate_synthetic_panoptic  # noqa: E402
-from projects.proscale.utils.cli import (
-    UserInputError,  # noqa: E402
-    report_user_errors)
+from projects.proscale.datasets import generate_synthetic_panoptic  # noqa: E402,E501
+from projects.proscale.utils.cli import (  # noqa: E402
+    UserInputError, report_user_errors)
 
 
 def parse_args() -> argparse.Namespace:

@@ -2,15 +2,15 @@
 
 Every image is a scene of muted, textured "stuff" regions (a warped Voronoi
 partition of the canvas) with saturated, flat-coloured "thing" shapes painted
-on top. Besides its shape or texture, every class has a characteristic hue
-(as real categories have a typical appearance), a cue that a small model
-trained from scratch picks up within minutes. Each image draws its own latent difficulty
-from a broad distribution; it controls how many objects there are, how small
-they are, whether they overlap and occlude each other, how ambiguous their
-hue is and how much they contrast with the background, how many stuff regions
-there are and how much sensor noise and blur is added. The difficulty itself
-is never written anywhere: a model has to infer it from the pixels, which is
-what ECO-M2F's exit gate learns.
+on top. Besides its shape or texture, every class has a characteristic hue (as
+real categories have a typical appearance), a cue that a small model trained
+from scratch picks up within minutes. Each image draws its own latent
+difficulty from a broad distribution; it controls how many objects there are,
+how small they are, whether they overlap and occlude each other, how ambiguous
+their hue is and how much they contrast with the background, how many stuff
+regions there are and how much sensor noise and blur is added. The difficulty
+itself is never written anywhere: a model has to infer it from the pixels,
+which is what ECO-M2F's exit gate learns.
 
 Layout written under ``out_dir`` (the COCO layout, split names without year)::
 

@@ -68,7 +68,7 @@ def check_cfg_option_keys(cfg: Config, options: Dict[str, Any]) -> None:
                 known = list(node.keys()) if isinstance(node, dict) else []
                 close = difflib.get_close_matches(part, known, n=3)
                 prefix = '.'.join(parts[:depth])
-                hint = (f' Did you mean: ' + ', '.join(
+                hint = (' Did you mean: ' + ', '.join(
                     f"'{'.'.join(filter(None, [prefix, c]))}'"
                     for c in close) + '?') if close else ''
                 raise UserInputError(
