@@ -352,5 +352,5 @@ def report_user_errors(cfg: Optional[Config] = None) -> Iterator[None]:
         message = _last_line(str(error))
         if isinstance(error, json.JSONDecodeError) and cfg is not None:
             message = _unreadable_annotation(cfg) or message
-        print(f'error: {message}', file=sys.stderr)
+        sys.stderr.write(f'error: {message}\n')
         sys.exit(2)
