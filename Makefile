@@ -16,13 +16,14 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements/build.txt requirements/mmcv.txt requirements/runtime.txt requirements/tests.txt
+$(STAMP): pyproject.toml requirements.txt requirements/build.txt requirements/mmcv.txt requirements/runtime.txt requirements/tests.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip<26"
 	$(PIP) install -r requirements/build.txt
 	MMCV_WITH_OPS=1 FORCE_CUDA=0 $(PIP) install --no-build-isolation $(FIND_LINKS) -r requirements/mmcv.txt
 	$(PIP) install $(FIND_LINKS) -r requirements/runtime.txt -r requirements/tests.txt
-	$(PY) -c "import mmcv.ops, mmdet, mmseg, panopticapi, cityscapesscripts, torch; assert not torch.version.cuda, 'a CUDA torch was installed'"
+	$(PIP) install --no-build-isolation -e .
+	$(PY) -c "import proscale, mmcv.ops, mmdet, mmseg, panopticapi, cityscapesscripts, torch; assert not torch.version.cuda, 'a CUDA torch was installed'"
 	touch $(STAMP)
 
 test: install

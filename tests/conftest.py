@@ -31,8 +31,8 @@ from unittest import mock
 import pytest
 from mmengine.registry import DefaultScope
 
-from projects.proscale.datasets import generate_synthetic_panoptic
-from projects.proscale.utils import torch_threads
+from proscale.datasets import generate_synthetic_panoptic
+from proscale.utils import torch_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC_NUM_TRAIN = 16

@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
-from projects.proscale.models.pixel_decoders import ProScalePixelDecoder
+from proscale.models.pixel_decoders import ProScalePixelDecoder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(
@@ -47,7 +47,7 @@ def test_config_builds_model(config):
     cfg = Config.fromfile(str(REPO_ROOT / config))
     for key in ('model', 'train_dataloader', 'val_evaluator', 'train_cfg'):
         assert key in cfg, f'{config} has no {key!r}'
-    assert cfg.custom_imports.imports == ['projects.proscale']
+    assert cfg.custom_imports.imports == ['proscale']
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     # Building never loads weights (that is init_weights' job), so the
     # pretrained checkpoints named by the COCO configs are not needed.

@@ -13,18 +13,15 @@ Examples:
 """
 import argparse
 import os
-import os.path as osp
 import sys
 from typing import List, Optional
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # OpenMP threads that spin while waiting for a core another process holds
 # slow training down by an order of magnitude on a busy machine; waiting
 # passively costs next to nothing. Must be set before torch is imported.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-from projects.proscale.demo import (  # noqa: E402
-    PRESETS, DemoPipeline, StageError)
+from proscale.demo import PRESETS, DemoPipeline, StageError  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

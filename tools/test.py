@@ -4,15 +4,11 @@ Example:
     python tools/test.py configs/proscale/CONFIG.py CKPT --out results.pkl
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmdet.engine.hooks.utils import trigger_visualization_hook
+from mmdet.evaluation import DumpDetResults
 
-from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
-from mmdet.evaluation import DumpDetResults  # noqa: E402
-
-from projects.proscale.utils.cli import (  # noqa: E402
+from proscale.utils.cli import (
     add_cfg_options_argument, add_launcher_arguments, build_runner,
     check_checkpoint, check_dataset_paths, load_config, parse_launcher_args,
     report_user_errors, set_work_dir)

@@ -5,11 +5,8 @@ Example:
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from projects.proscale.utils.cli import (  # noqa: E402
+from proscale.utils.cli import (
     add_cfg_options_argument, add_launcher_arguments, build_runner,
     check_dataset_paths, load_config, parse_launcher_args, report_user_errors,
     set_work_dir)

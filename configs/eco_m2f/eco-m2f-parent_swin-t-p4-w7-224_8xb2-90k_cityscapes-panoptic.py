@@ -6,7 +6,7 @@ _base_ = [
     './_base_/eco_m2f_parent.py'
 ]
 custom_imports = dict(
-    imports=['projects.proscale'], allow_failed_imports=False)
+    imports=['proscale'], allow_failed_imports=False)
 
 model = dict(
     type='EcoMask2Former',

@@ -10,7 +10,7 @@ _base_ = [
     '../_base_/datasets/synthetic_panoptic.py'
 ]
 custom_imports = dict(
-    imports=['projects.proscale'], allow_failed_imports=False)
+    imports=['proscale'], allow_failed_imports=False)
 
 num_things_classes = 4
 num_stuff_classes = 4

@@ -3,7 +3,7 @@
 # tools/analysis/).
 _base_ = ['mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py']
 custom_imports = dict(
-    imports=['projects.proscale'], allow_failed_imports=False)
+    imports=['proscale'], allow_failed_imports=False)
 
 # The ADEChallengeData2016 folder of the panoptic configs (mmseg's default is
 # data/ade/ADEChallengeData2016).

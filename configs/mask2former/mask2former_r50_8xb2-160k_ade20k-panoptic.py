@@ -9,7 +9,7 @@
 # data/ADEChallengeData2016`.
 _base_ = ['mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py']
 custom_imports = dict(
-    imports=['projects.proscale'], allow_failed_imports=False)
+    imports=['proscale'], allow_failed_imports=False)
 
 num_things_classes = 100
 num_stuff_classes = 50

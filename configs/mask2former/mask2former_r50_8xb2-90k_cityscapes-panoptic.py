@@ -9,7 +9,7 @@
 # `python tools/dataset_converters/cityscapes_panoptic.py data/cityscapes`.
 _base_ = ['mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py']
 custom_imports = dict(
-    imports=['projects.proscale'], allow_failed_imports=False)
+    imports=['proscale'], allow_failed_imports=False)
 
 num_things_classes = 8
 num_stuff_classes = 11

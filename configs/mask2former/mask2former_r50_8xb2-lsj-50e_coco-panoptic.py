@@ -1,7 +1,7 @@
 # Mask2Former baseline (COCO panoptic, ResNet-50): mmdet's recipe unchanged.
-# Importing projects.proscale applies the stack's compatibility fixes and
+# Importing proscale applies the stack's compatibility fixes and
 # registers this project's modules.
 _base_ = ('mmdet::mask2former/'
           'mask2former_r50_8xb2-lsj-50e_coco-panoptic.py')
 custom_imports = dict(
-    imports=['projects.proscale'], allow_failed_imports=False)
+    imports=['proscale'], allow_failed_imports=False)

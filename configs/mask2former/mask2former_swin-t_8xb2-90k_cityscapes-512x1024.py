@@ -4,4 +4,4 @@
 _base_ = ['mmseg::mask2former/'
           'mask2former_swin-t_8xb2-90k_cityscapes-512x1024.py']
 custom_imports = dict(
-    imports=['projects.proscale'], allow_failed_imports=False)
+    imports=['proscale'], allow_failed_imports=False)

@@ -5,7 +5,7 @@ _base_ = [
     './_base_/proscale_pixel_decoder.py'
 ]
 custom_imports = dict(
-    imports=['projects.proscale'], allow_failed_imports=False)
+    imports=['proscale'], allow_failed_imports=False)
 
 model = dict(
     panoptic_head=dict(pixel_decoder={{_base_.proscale_pixel_decoder}}))

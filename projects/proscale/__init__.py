@@ -1,16 +1,14 @@
 """proscale: efficient multi-scale encoders for Mask2Former-style models.
 
 Importing this package registers every module in mmdet's, mmseg's and
-mmengine's registries (use
-``custom_imports=dict(imports=['projects.proscale'])`` in a config) and
-applies the stack compatibility shims.
+mmengine's registries (use ``custom_imports=dict(imports=['proscale'])`` in
+a config) and applies the stack compatibility shims
+(:func:`proscale.utils.setup_env`).
 """
-from .utils import (allow_mmengine_checkpoint_globals,
-                    silence_pkg_resources_deprecation)
+from .utils.setup_env import setup_env
 
-allow_mmengine_checkpoint_globals()
-silence_pkg_resources_deprecation()
+setup_env()
 
 from . import analysis, datasets, engine, evaluation, models  # noqa: E402,F401
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'

@@ -2,9 +2,8 @@ import pytest
 import torch
 from analysis_helpers import REPO_ROOT, SHAPE, TINY_BASELINE
 
-from projects.proscale.analysis import (build_analysis_model, count_flops,
-                                        fixed_shape_batch,
-                                        load_analysis_config)
+from proscale.analysis import (build_analysis_model, count_flops,
+                               fixed_shape_batch, load_analysis_config)
 
 
 @pytest.fixture(scope='session')

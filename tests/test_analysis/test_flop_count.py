@@ -8,12 +8,10 @@ from analysis_helpers import (SHAPE, expected_masked_attention,
                               expected_msda_sampling)
 from mmengine.analysis import FlopAnalyzer
 
-from projects.proscale.analysis import (MaskFormerFlopAnalyzer, TensorForward,
-                                        average_flops, count_flops,
-                                        fixed_shape_batch, flop_count,
-                                        get_pixel_decoder)
-from projects.proscale.analysis.flop_count import (BILINEAR_TAPS,
-                                                   MSDA_SAMPLING)
+from proscale.analysis import (MaskFormerFlopAnalyzer, TensorForward,
+                               average_flops, count_flops, fixed_shape_batch,
+                               flop_count, get_pixel_decoder)
+from proscale.analysis.flop_count import (BILINEAR_TAPS, MSDA_SAMPLING)
 
 # Toy dimensions, small enough to count by hand.
 BATCH, TOKENS, IN_DIMS, OUT_DIMS = 1, 3, 6, 5

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from projects.proscale.analysis import benchmark, make_workload
-from projects.proscale.analysis.latency import peak_memory_mb
+from proscale.analysis import benchmark, make_workload
+from proscale.analysis.latency import peak_memory_mb
 
 ALLOCATION_MB = 64
 

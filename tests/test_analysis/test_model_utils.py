@@ -2,9 +2,9 @@ import os.path as osp
 
 import pytest
 
-from projects.proscale.analysis.model_utils import (fixed_shape_batch,
-                                                    resolve_config_path)
-from projects.proscale.utils.cli import UserInputError
+from proscale.analysis.model_utils import (fixed_shape_batch,
+                                           resolve_config_path)
+from proscale.utils.cli import UserInputError
 
 
 def test_resolve_package_config_path():

@@ -6,9 +6,8 @@ import pytest
 from analysis_helpers import (REPO_ROOT, SHAPE, TINY_BASELINE, TINY_PROSCALE,
                               expected_msda_sampling, load_tool)
 
-from projects.proscale.analysis import (build_analysis_model,
-                                        load_analysis_config)
-from projects.proscale.datasets import generate_synthetic_panoptic
+from proscale.analysis import (build_analysis_model, load_analysis_config)
+from proscale.datasets import generate_synthetic_panoptic
 
 GET_FLOPS_KEYS = {
     'total', 'backbone', 'encoder', 'decoder', 'msda_sampling', 'params',
@@ -20,7 +19,7 @@ FLOP_KEYS = ('total', 'backbone', 'encoder', 'decoder', 'msda_sampling')
 # the data samples, mmseg#3267) on a folder of images.
 MMSEG_CONFIG = """
 _base_ = 'mmseg::mask2former/mask2former_r50_8xb2-90k_cityscapes-512x1024.py'
-custom_imports = dict(imports=['projects.proscale'])
+custom_imports = dict(imports=['proscale'])
 dims = 32
 attn = dict(embed_dims=dims, num_heads=2)
 ffn = dict(embed_dims=dims, feedforward_channels=64)

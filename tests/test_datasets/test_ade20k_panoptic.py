@@ -18,7 +18,7 @@ from mmdet.utils import register_all_modules
 from mmengine.config import Config
 from PIL import Image
 
-from projects.proscale.datasets.converters import segment_bbox
+from proscale.datasets.converters import segment_bbox
 
 REPO = Path(__file__).resolve().parents[2]
 CONVERTER = 'tools/dataset_converters/ade20k_panoptic.py'

@@ -20,10 +20,9 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image
 
-from projects.proscale.datasets import (CityscapesPanopticDataset,
-                                        cityscapes_city)
-from projects.proscale.datasets.converters import official_to_mmdet
-from projects.proscale.evaluation.metrics import CityscapesPanopticMetric
+from proscale.datasets import (CityscapesPanopticDataset, cityscapes_city)
+from proscale.datasets.converters import official_to_mmdet
+from proscale.evaluation.metrics import CityscapesPanopticMetric
 
 REPO = Path(__file__).resolve().parents[2]
 HEIGHT, WIDTH = 64, 128

@@ -11,8 +11,8 @@ from panopticapi.evaluation import pq_compute_single_core
 from panopticapi.utils import rgb2id
 from pycocotools.coco import COCO
 
-from projects.proscale.datasets import (SYNTHETIC_PANOPTIC_METAINFO,
-                                        generate_synthetic_panoptic)
+from proscale.datasets import (SYNTHETIC_PANOPTIC_METAINFO,
+                               generate_synthetic_panoptic)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE_CONFIG = REPO_ROOT / 'configs/_base_/datasets/synthetic_panoptic.py'

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from projects.proscale.evaluation import load_exit_dataset
+from proscale.evaluation import load_exit_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL = 'tools/eco/derive_exit_dataset.py'
@@ -23,7 +23,7 @@ ENV = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 # leave a half-written temporary file behind, as a crash mid-write would.
 KILL_AFTER_TWO_CHUNKS = """
 import os, runpy, signal, sys
-from projects.proscale.evaluation import exit_dataset
+from proscale.evaluation import exit_dataset
 save = exit_dataset.ExitDataset.save
 saved = []
 def save_then_die(self, path):

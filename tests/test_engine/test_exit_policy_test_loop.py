@@ -2,9 +2,8 @@ import torch
 from mmdet.structures import DetDataSample
 from mmengine.structures import PixelData
 
-from projects.proscale.engine.loops import (fixed_exit_policy,
-                                            policy_predictions,
-                                            split_policy_metrics)
+from proscale.engine.loops import (fixed_exit_policy, policy_predictions,
+                                   split_policy_metrics)
 
 
 def _outputs():

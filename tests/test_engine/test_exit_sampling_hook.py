@@ -17,8 +17,8 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.optim import OptimWrapper
 from mmengine.registry import HOOKS, init_default_scope
 
-from projects.proscale.engine.hooks import (ExitSamplingHook, exit_weights,
-                                            sample_exits)
+from proscale.engine.hooks import (ExitSamplingHook, exit_weights,
+                                   sample_exits)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(__file__)))
 TINY_ECO = osp.join(

@@ -8,7 +8,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.registry import METRICS
 from mmengine.runner import Runner
 
-from projects.proscale.engine.loops import split_exit_metrics
+from proscale.engine.loops import split_exit_metrics
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(__file__)))
 TINY_ECO = osp.join(

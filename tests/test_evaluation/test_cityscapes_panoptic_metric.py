@@ -12,8 +12,8 @@ from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 from PIL import Image
 
-from projects.proscale.datasets import CityscapesPanopticDataset
-from projects.proscale.evaluation.metrics import CityscapesPanopticMetric
+from proscale.datasets import CityscapesPanopticDataset
+from proscale.evaluation.metrics import CityscapesPanopticMetric
 
 HEIGHT, WIDTH = 16, 32
 IMAGES = ('frankfurt_000000_000001', 'lindau_000000_000002')

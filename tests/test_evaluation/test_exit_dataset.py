@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from projects.proscale.evaluation import ExitDataset, load_exit_dataset
-from projects.proscale.evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
-                                                       EXIT_DATASET_VERSION)
+from proscale.evaluation import ExitDataset, load_exit_dataset
+from proscale.evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
+                                              EXIT_DATASET_VERSION)
 
 EXITS = [2, 3, 4, 5, 6]
 

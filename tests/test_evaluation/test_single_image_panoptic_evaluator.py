@@ -11,8 +11,8 @@ from mmengine.structures import PixelData
 from panopticapi.utils import id2rgb
 from PIL import Image
 
-from projects.proscale.evaluation import (SingleImagePanopticEvaluator,
-                                          prediction_to_coco_panoptic)
+from proscale.evaluation import (SingleImagePanopticEvaluator,
+                                 prediction_to_coco_panoptic)
 
 # File order (by id) differs from the class order: mmdet maps label i to the
 # i-th category id of the file whose name is in `classes`.

@@ -12,7 +12,7 @@ from panopticapi.evaluation import PQStat, pq_compute, pq_compute_single_core
 from panopticapi.utils import id2rgb
 from PIL import Image
 
-from projects.proscale.evaluation.single_image_pq import (
+from proscale.evaluation.single_image_pq import (
     PQ_GROUPS, PQ_METRICS, pq_average, single_image_pq, single_image_pq_stats)
 
 CATEGORIES = {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from projects.proscale.demo import PRESETS, DemoPipeline
+from proscale.demo import PRESETS, DemoPipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 METRICS = {'PQ', 'SQ', 'RQ', 'encoder_gflops', 'total_gflops', 'latency_ratio'}

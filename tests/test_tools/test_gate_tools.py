@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from projects.proscale.evaluation import ExitDataset
-from projects.proscale.evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
-                                                       EXIT_DATASET_VERSION)
-from projects.proscale.engine.exit_samples import load_exit_samples
-from projects.proscale.engine.gate_training import train_gate
-from projects.proscale.models.gates import (exit_utility, hard_exit_targets,
-                                            load_gate)
+from proscale.evaluation import ExitDataset
+from proscale.evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
+                                              EXIT_DATASET_VERSION)
+from proscale.eco.exit_samples import load_exit_samples
+from proscale.eco.gate_training import train_gate
+from proscale.models.gates import (exit_utility, hard_exit_targets, load_gate)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GATED_CONFIG = (

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from projects.proscale.utils import atomic_open
+from proscale.utils import atomic_open
 
 
 def test_file_appears_only_when_complete(tmp_path):

@@ -5,7 +5,7 @@ import os
 import pytest
 from mmengine.config import Config
 
-from projects.proscale.utils.cli import (
+from proscale.utils.cli import (
     DEFAULT_FLOPS_IMAGES, UserInputError, add_cfg_options_argument,
     add_flops_images_argument, add_launcher_arguments, check_cfg_option_keys,
     check_checkpoint, check_dataset_paths, dump_json, load_config,

@@ -7,9 +7,9 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import HistoryBuffer, MessageHub
 
-from projects.proscale.utils import (allow_mmengine_checkpoint_globals,
-                                     mmengine_checkpoint_globals,
-                                     silence_pkg_resources_deprecation)
+from proscale.utils import (allow_mmengine_checkpoint_globals,
+                            mmengine_checkpoint_globals,
+                            silence_pkg_resources_deprecation)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,7 @@ import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.model import MMDistributedDataParallel
 
-from projects.proscale.utils import (cpu_dist_cfg, init_cpu_distributed,
-                                     unwrap_model)
+from proscale.utils import (cpu_dist_cfg, init_cpu_distributed, unwrap_model)
 
 
 def _config(launcher='pytorch', **dist_cfg):

@@ -9,22 +9,16 @@ Examples:
         --shape 800 1088 --part encoder --threads 2 --runs 5
 """
 import argparse
-import os.path as osp
-import sys
 from typing import List, Optional
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, REPO_ROOT)
+import torch
 
-import torch  # noqa: E402
-
-from projects.proscale.analysis import (benchmark,  # noqa: E402
-                                        build_analysis_model,
-                                        format_benchmark,
-                                        load_analysis_config, make_workload)
-from projects.proscale.analysis.latency import BENCHMARK_PARTS  # noqa: E402
-from projects.proscale.utils.cli import (  # noqa: E402
-    add_cfg_options_argument, dump_json, report_user_errors)
+from proscale.analysis import (benchmark, build_analysis_model,
+                               format_benchmark, load_analysis_config,
+                               make_workload)
+from proscale.analysis.latency import BENCHMARK_PARTS
+from proscale.utils.cli import (add_cfg_options_argument, dump_json,
+                                report_user_errors)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -21,28 +21,24 @@ Example:
 """
 import argparse
 import os.path as osp
-import sys
 import time
 from typing import Dict, List, Optional
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, REPO_ROOT)
+import numpy as np
+import torch
+from mmdet.evaluation import CocoPanopticMetric
+from mmdet.registry import DATASETS, MODELS
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import init_default_scope
+from mmengine.runner import load_checkpoint
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from mmdet.evaluation import CocoPanopticMetric  # noqa: E402
-from mmdet.registry import DATASETS, MODELS  # noqa: E402
-from mmengine.dataset import pseudo_collate  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.runner import load_checkpoint  # noqa: E402
-
-from projects.proscale.engine.loops import (  # noqa: E402
+from proscale.engine.loops import (
     derive_exit_dataset_loop as derivation)
-from projects.proscale.evaluation import (  # noqa: E402
+from proscale.evaluation import (
     SingleImagePanopticEvaluator)
-from projects.proscale.evaluation.exit_dataset import (  # noqa: E402
+from proscale.evaluation.exit_dataset import (
     GROUPS, METRICS)
-from projects.proscale.utils.cli import (  # noqa: E402
+from proscale.utils.cli import (
     add_cfg_options_argument, dump_json, load_config, report_user_errors)
 
 

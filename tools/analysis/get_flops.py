@@ -12,23 +12,16 @@ Examples:
     python tools/analysis/get_flops.py CONFIG --num-images 100 --json out.json
 """
 import argparse
-import os.path as osp
-import sys
 from typing import List, Optional
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, REPO_ROOT)
+import torch
+from mmengine.runner import Runner
 
-import torch  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-from projects.proscale.analysis import (average_flops,  # noqa: E402
-                                        build_analysis_model, count_flops,
-                                        fixed_shape_batch, format_flops,
-                                        load_analysis_config)
-from projects.proscale.utils.cli import (  # noqa: E402
-    add_cfg_options_argument, check_dataset_paths, dump_json,
-    report_user_errors)
+from proscale.analysis import (average_flops, build_analysis_model,
+                               count_flops, fixed_shape_batch, format_flops,
+                               load_analysis_config)
+from proscale.utils.cli import (add_cfg_options_argument, check_dataset_paths,
+                                dump_json, report_user_errors)
 
 JSON_KEYS = ('total', 'backbone', 'encoder', 'decoder', 'msda_sampling',
              'params', 'num_images', 'shape')

@@ -8,15 +8,10 @@ Example:
         data/ADEChallengeData2016
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from projects.proscale.datasets.converters import (  # noqa: E402
+from proscale.datasets.converters import (
     convert_ade20k_panoptic)
-from projects.proscale.utils.cli import report_user_errors  # noqa: E402
+from proscale.utils.cli import report_user_errors
 
 
 def parse_args() -> argparse.Namespace:

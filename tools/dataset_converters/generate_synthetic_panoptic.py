@@ -5,14 +5,9 @@ Example:
         data/synthetic --num-train 400 --num-val 100 --seed 0
 """
 import argparse
-import os.path as osp
-import sys
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, REPO_ROOT)
-
-from projects.proscale.datasets import generate_synthetic_panoptic  # noqa: E402,E501
-from projects.proscale.utils.cli import (  # noqa: E402
+from proscale.datasets import generate_synthetic_panoptic
+from proscale.utils.cli import (
     UserInputError, report_user_errors)
 
 

@@ -15,16 +15,12 @@ Without CUDA, ``--launcher pytorch`` runs the ranks on CPU with gloo.
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmengine.registry import LOOPS
 
-from mmengine.registry import LOOPS  # noqa: E402
-
-from projects.proscale.engine.loops import (  # noqa: E402
+from proscale.engine.loops import (
     derive_exit_dataset_loop as derivation)
-from projects.proscale.utils.cli import (  # noqa: E402
+from proscale.utils.cli import (
     add_cfg_options_argument, add_launcher_arguments, build_runner,
     check_checkpoint, check_dataset_paths, load_config, parse_launcher_args,
     report_user_errors)

@@ -12,18 +12,13 @@ Example:
         work_dirs/eco/iter_300.pth --json work_dirs/eco/exits.json
 """
 import argparse
-import os.path as osp
-import sys
 from typing import Dict, List, Optional
 
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmengine.dist import is_main_process
 
-from mmengine.dist import is_main_process  # noqa: E402
-
-from projects.proscale.engine.exit_flops import count_exit_flops  # noqa: E402
-from projects.proscale.engine.loops import split_exit_metrics  # noqa: E402
-from projects.proscale.utils.cli import (  # noqa: E402
+from proscale.analysis.exit_flops import count_exit_flops
+from proscale.engine.loops import split_exit_metrics
+from proscale.utils.cli import (
     add_cfg_options_argument, add_flops_images_argument,
     add_launcher_arguments, build_runner, check_checkpoint,
     check_dataset_paths, dump_json, load_config, parse_launcher_args,

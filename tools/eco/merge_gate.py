@@ -11,15 +11,10 @@ Example:
     python tools/test.py $GATED merged.pth
 """
 import argparse
-import os.path as osp
-import sys
 from typing import List, Optional
 
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from projects.proscale.models.gates import merge_gate  # noqa: E402
-from projects.proscale.utils.cli import (  # noqa: E402
+from proscale.models.gates import merge_gate
+from proscale.utils.cli import (
     load_config, report_user_errors)
 
 

@@ -19,24 +19,20 @@ Example:
 import argparse
 import os
 import os.path as osp
-import sys
 from typing import List, Optional
 
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from projects.proscale.engine.exit_flops import (  # noqa: E402
+from proscale.analysis.exit_flops import (
     count_exit_gflops, count_gate_gflops)
-from projects.proscale.engine.exit_samples import (  # noqa: E402
+from proscale.eco.exit_samples import (
     load_exit_samples)
-from projects.proscale.engine.gate_sweep import (  # noqa: E402
+from proscale.eco.gate_sweep import (
     format_sweep, plot_sweep, sweep_rows)
-from projects.proscale.engine.gate_training import (  # noqa: E402
+from proscale.eco.gate_training import (
     add_gate_training_arguments, evaluate_gate, gate_meta,
     gate_training_kwargs, train_gate)
-from projects.proscale.engine.loops import split_policy_metrics  # noqa: E402
-from projects.proscale.models.gates import save_gate  # noqa: E402
-from projects.proscale.utils.cli import (  # noqa: E402
+from proscale.engine.loops import split_policy_metrics
+from proscale.models.gates import save_gate
+from proscale.utils.cli import (
     add_cfg_options_argument, add_flops_images_argument, build_runner,
     check_checkpoint, check_dataset_paths, dump_json, load_config,
     report_user_errors)

@@ -16,24 +16,20 @@ Examples:
 """
 import argparse
 import os.path as osp
-import sys
 from typing import List, Optional
 
-sys.path.insert(0,
-                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from projects.proscale.analysis import (  # noqa: E402
+from proscale.analysis import (
     build_analysis_model, fixed_shape_batch, load_analysis_config)
-from projects.proscale.engine.beta_search import fit_gate  # noqa: E402
-from projects.proscale.engine.exit_flops import (  # noqa: E402
+from proscale.eco.beta_search import fit_gate
+from proscale.analysis.exit_flops import (
     count_exit_gflops)
-from projects.proscale.engine.exit_samples import (  # noqa: E402
+from proscale.eco.exit_samples import (
     load_exit_samples)
-from projects.proscale.engine.gate_training import (  # noqa: E402
+from proscale.eco.gate_training import (
     add_gate_training_arguments, format_gate_metrics, gate_meta,
     gate_training_kwargs)
-from projects.proscale.models.gates import save_gate  # noqa: E402
-from projects.proscale.utils.cli import (  # noqa: E402
+from proscale.models.gates import save_gate
+from proscale.utils.cli import (
     UserInputError, dump_json, report_user_errors)
 
 

@@ -1,7 +1,7 @@
 # The embedded synthetic panoptic dataset (COCO panoptic format). Generate it
 # with `python tools/dataset_converters/generate_synthetic_panoptic.py
 # data/synthetic`. `metainfo` restates
-# `projects.proscale.datasets.SYNTHETIC_PANOPTIC_METAINFO` (a test checks that
+# `proscale.datasets.SYNTHETIC_PANOPTIC_METAINFO` (a test checks that
 # they are equal); category ids are the class indices + 1.
 dataset_type = 'CocoPanopticDataset'
 data_root = 'data/synthetic/'

@@ -36,7 +36,7 @@ class CityscapesPanopticDataset(CocoPanopticDataset):
     """Cityscapes panoptic segmentation (8 thing and 11 stuff classes).
 
     Reads the COCO-panoptic files written by
-    :func:`projects.proscale.datasets.converters.convert_cityscapes_panoptic`
+    :func:`proscale.datasets.converters.convert_cityscapes_panoptic`
     (``tools/dataset_converters/cityscapes_panoptic.py``). Category ids are
     the official Cityscapes label ids (``person`` is 24), so predictions
     mapped back through the annotation file are valid for the official

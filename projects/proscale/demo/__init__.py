@@ -1,5 +1,5 @@
 """The end-to-end demo of both methods on the synthetic dataset
-(``tools/demo.py``, ``make demo``). Not imported by ``projects.proscale``:
+(``tools/demo.py``, ``make demo``). Not imported by ``proscale``:
 it registers nothing."""
 from .pipeline import DemoPipeline
 from .report import DemoReport

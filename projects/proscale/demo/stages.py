@@ -35,10 +35,11 @@ from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
 
 from mmengine.logging import MMLogger
 
-from ..utils import atomic_open
+from ..utils import atomic_open, package_files_root
 
-REPO_ROOT = osp.dirname(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+# The shipped configs/ and tools/ (the repository's, through links, in a
+# checkout; proscale/.mim in an installed wheel).
+REPO_ROOT = package_files_root()
 STAGE_KEY_FILE = '.demo_stage_key'
 
 _ITER_LINE = re.compile(r'Iter\((?P<mode>train|val|test)\)\s*'

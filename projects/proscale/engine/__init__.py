@@ -1,2 +1,1 @@
-from . import (beta_search, early_exit_model, exit_flops,  # noqa: F401
-               exit_samples, gate_sweep, gate_training, hooks, loops)
+from . import early_exit_model, hooks, loops  # noqa: F401

@@ -6,7 +6,7 @@ configs set it) writes each prediction to a PNG, reads it back together with
 the ground-truth (GT) PNG and hands both, with their segment lists, to
 panopticapi's ``pq_compute_single_core``. :class:`SingleImagePanopticEvaluator`
 builds the same id maps and segment lists in memory and scores them with
-:func:`~projects.proscale.evaluation.single_image_pq.single_image_pq`, which
+:func:`~proscale.evaluation.single_image_pq.single_image_pq`, which
 gives for each image what ``pq_compute`` would give on that image alone:
 
 * predictions: :func:`prediction_to_coco_panoptic` mirrors
@@ -134,7 +134,7 @@ class SingleImagePanopticEvaluator:
         Returns:
             np.ndarray: Shape (P, 3, 3): for each prediction, rows All /
             Things / Stuff, columns PQ / SQ / RQ (see
-            :func:`~projects.proscale.evaluation.single_image_pq.
+            :func:`~proscale.evaluation.single_image_pq.
             single_image_pq`).
         """
         gt_ids, gt_segments = self.load_ground_truth(image_id, seg_map_path)

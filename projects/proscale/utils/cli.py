@@ -21,6 +21,7 @@ from mmengine.runner import Runner
 
 from .compat import check_package_config_support
 from .distributed import init_cpu_distributed
+from .package_files import resolve_config_path
 
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -82,12 +83,15 @@ def load_config(path: str,
     """Load a config file and apply validated ``--cfg-options``.
 
     Args:
-        path (str): The config file.
+        path (str): The config file, or ``proscale::REL`` for a config
+            shipped with the package (e.g.
+            ``proscale::proscale/mask2former_r50_proscale-333_8xb2-lsj-50e_coco-panoptic.py``).
         cfg_options (dict, optional): Overrides from the command line.
 
     Returns:
         Config: The merged config.
     """
+    path = resolve_config_path(path)
     if not osp.isfile(path):
         raise UserInputError(f'config file not found: {path}')
     check_package_config_support()

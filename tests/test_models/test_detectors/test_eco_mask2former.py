@@ -10,7 +10,7 @@ from mmdet.testing import demo_mm_inputs
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from projects.proscale.models.detectors import EcoMask2Former
+from proscale.models.detectors import EcoMask2Former
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
 TINY_ECO = osp.join(

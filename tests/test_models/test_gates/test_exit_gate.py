@@ -2,7 +2,7 @@ import pytest
 import torch
 from mmdet.registry import MODELS
 
-from projects.proscale.models.gates import load_gate, merge_gate, save_gate
+from proscale.models.gates import load_gate, merge_gate, save_gate
 
 EXITS = (2, 3, 4, 5, 6)
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from projects.proscale.models.gates import (exit_utility, hard_exit_targets,
-                                            soft_exit_targets)
+from proscale.models.gates import (exit_utility, hard_exit_targets,
+                                   soft_exit_targets)
 
 EXITS = (2, 3, 4, 5, 6)
 

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from mmdet.registry import MODELS
 
-from projects.proscale.models.gates import exit_utility, hard_exit_targets
+from proscale.models.gates import exit_utility, hard_exit_targets
 
 EXITS = (2, 3, 4, 5, 6)
 LOSSES = ['ExitHardCELoss', 'ExitSoftCELoss', 'ExitSoftMSELoss']

@@ -3,8 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from projects.proscale.models.layers import (LightPixelEmbedding,
-                                             TokenRecalibration)
+from proscale.models.layers import (LightPixelEmbedding, TokenRecalibration)
 
 CHANNELS = 8
 FINE_HW = (16, 24)

@@ -9,7 +9,7 @@ from mmdet.models.layers import MSDeformAttnPixelDecoder
 from mmdet.registry import MODELS
 from mmengine.config import Config, ConfigDict
 
-from projects.proscale.models.pixel_decoders import (
+from proscale.models.pixel_decoders import (
     EarlyExitMSDeformAttnPixelDecoder, ProScalePixelDecoder)
 
 IN_CHANNELS = [8, 16, 24, 32]

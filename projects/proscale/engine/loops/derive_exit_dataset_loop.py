@@ -7,7 +7,7 @@ exit (``predict_exits_by_feat``). For each image it records PQ/SQ/RQ
 (All/Things/Stuff) at every exit, computed in memory exactly as
 ``CocoPanopticMetric`` (with ``ann_file``) would on that image alone, and the
 gate input (``pixel_decoder.gate_features``). The result is one
-:class:`~projects.proscale.evaluation.ExitDataset` file (format:
+:class:`~proscale.evaluation.ExitDataset` file (format:
 ``projects/proscale/evaluation/exit_dataset.py`` and
 ``docs/eco_derived_dataset.md``).
 

@@ -7,8 +7,8 @@ turns the results into rows (:func:`sweep_rows`), a text table
 """
 from typing import Dict, List, Mapping, Optional
 
-from .exit_flops import expected_gflops
-from .loops import fixed_exit_policy
+from ..analysis.exit_flops import expected_gflops
+from ..engine.loops import fixed_exit_policy
 
 # Panoptic metrics reported per policy, matched against the last part of the
 # evaluator's keys (e.g. 'coco_panoptic/PQ').

@@ -13,9 +13,9 @@ from typing import Dict, Iterable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..analysis import MaskFormerFlopAnalyzer, average_flops
-from ..analysis.flop_count import GIGA
-from ..analysis.model_utils import split_batch
+from . import MaskFormerFlopAnalyzer, average_flops
+from .flop_count import GIGA
+from .model_utils import split_batch
 from ..models.detectors.gated_inference import GATE_EXIT
 from ..models.gates import ExitGate
 

@@ -2,16 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from projects.proscale.engine.beta_search import (fit_gate, search_beta,
-                                                  target_beta, target_cost)
-from projects.proscale.engine.exit_samples import (ExitSamples,
-                                                   load_exit_samples,
-                                                   split_samples)
-from projects.proscale.engine.gate_training import (evaluate_gate, exit_costs,
-                                                    train_gate)
-from projects.proscale.evaluation import ExitDataset
-from projects.proscale.evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
-                                                       EXIT_DATASET_VERSION)
+from proscale.eco.beta_search import (fit_gate, search_beta, target_beta,
+                                      target_cost)
+from proscale.eco.exit_samples import (ExitSamples, load_exit_samples,
+                                       split_samples)
+from proscale.eco.gate_training import (evaluate_gate, exit_costs, train_gate)
+from proscale.evaluation import ExitDataset
+from proscale.evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
+                                              EXIT_DATASET_VERSION)
 
 EXITS = (2, 3, 4, 5, 6)
 TRAIN_KWARGS = dict(iters=200, batch_size=64, lr=0.1)

@@ -3,12 +3,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from projects.proscale.analysis import (build_analysis_model,
-                                        fixed_shape_batch,
-                                        load_analysis_config)
-from projects.proscale.engine.exit_flops import (count_exit_flops,
-                                                 count_exit_gflops,
-                                                 expected_gflops)
+from proscale.analysis import (build_analysis_model, fixed_shape_batch,
+                               load_analysis_config)
+from proscale.analysis.exit_flops import (count_exit_flops, count_exit_gflops,
+                                          expected_gflops)
 
 TINY_ECO = str(
     Path(__file__).resolve().parents[2] / 'configs/eco_m2f/'
