@@ -78,7 +78,7 @@ def load_detectron2_state_dict(path: str) -> 'OrderedDict[str, Tensor]':
         else:
             ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as error:  # torch and pickle raise many types
-        reason = str(error).strip().splitlines()
+        reason = str(error).strip().split('. ')[0].splitlines()
         raise ConversionError(
             f'{path}: not a readable checkpoint (truncated or corrupt?): '
             f'{type(error).__name__}: {reason[0] if reason else ""}') from None
@@ -213,7 +213,11 @@ def convert_checkpoint(
     config = config or default_config(arch)
     new_state_dict, leftover = convert_state_dict(state_dict, arch)
     model = build_model(load_config(config, cfg_options))
-    check_strict(model, new_state_dict, leftover)
+    try:
+        check_strict(model, new_state_dict, leftover)
+    except ConversionError as error:
+        raise ConversionError(f'{src} ({arch.describe()}) does not fit the '
+                              f'model of {config}: {error}') from None
     meta = dict(
         source=osp.abspath(src),
         sha256=sha256sum(src),
