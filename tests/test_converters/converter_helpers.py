@@ -114,7 +114,9 @@ def tiny_cfg(settings: Dict[str, Any], arch: Detectron2Arch,
                         feedforward_channels=predictor['dim_feedforward']))),
             loss_cls=dict(class_weight=[1.0] * (things + stuff) + [0.1])),
         panoptic_fusion_head=dict(
-            num_things_classes=things, num_stuff_classes=stuff))
+            num_things_classes=things, num_stuff_classes=stuff),
+        # instance post-processing takes the top-k of queries x classes
+        test_cfg=dict(max_per_image=predictor['num_queries']))
     if kind == 'eco':
         gate = settings['gate']
         model['gate'] = dict(

@@ -134,6 +134,30 @@ def test_eco_m2f_reproduces_reference(load_fixture, single_thread):
     assert_close(diffs)
 
 
+def test_eco_m2f_gated_inference(load_fixture, single_thread):
+    """The gated paths of ``EcoMask2Former`` (``test_cfg.exit_layer='gate'``)
+    pick the authors' exit and give their outputs."""
+    fixture = load_fixture(ECO_FIXTURE)
+    outputs = fixture['outputs']
+    model = convert_tiny(fixture, 'eco')
+    height, width = fixture['inputs']['image_size']
+    sample = DetDataSample(
+        metainfo=dict(
+            img_shape=(height, width),
+            ori_shape=(height, width),
+            scale_factor=(1.0, 1.0)))
+    data = model.data_preprocessor(
+        dict(
+            inputs=[fixture['inputs']['image_rgb_uint8'].flip(0)],
+            data_samples=[sample]), False)
+    with torch.no_grad():
+        cls_preds, mask_preds = model(**data, mode='tensor')
+        results = model(**data, mode='predict')
+    assert_close(head_diffs(cls_preds, mask_preds, outputs['predictor'], ''))
+    assert results[0].metainfo['exit_layer'] == outputs['exit_layer'] == 3
+    assert 'pred_panoptic_seg' in results[0]
+
+
 def test_mask2former_reproduces_full_encoder(load_fixture, single_thread):
     fixture = load_fixture(ECO_FIXTURE)
     reference = fixture['outputs']['exits'][6]

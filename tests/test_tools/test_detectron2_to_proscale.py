@@ -1,6 +1,7 @@
 """tools/model_converters/detectron2_to_proscale.py on the tiny reference
 checkpoints: .pth and .pkl in, a checked mmengine checkpoint out; bad input
 gives one clear line and writes nothing."""
+import argparse
 import hashlib
 import os
 import pickle
@@ -136,3 +137,24 @@ def test_no_default_config_for_tiny_model(tmp_path, run_tool_in_process):
                                     tmp_path / 'x.pth')
     assert_one_line_error(code, err, 'no config of this project',
                           '--config')
+
+
+def test_training_state_needs_trust(tmp_path, proscale_config,
+                                    run_tool_in_process):
+    """detectron2 trainers may save objects a safe load refuses."""
+    fixture = torch.load(fixture_path(PROSCALE), weights_only=True)
+    src = tmp_path / 'with_trainer.pth'
+    torch.save(
+        dict(
+            model=fixture['model'],
+            trainer=argparse.Namespace(iteration=1),
+            iteration=1), src)
+    dst = tmp_path / 'x.pth'
+    code, err = run_tool_in_process(TOOL, src, dst, '--config',
+                                    proscale_config)
+    assert_one_line_error(code, err, 'a safe load refuses', '--trust-pickle')
+    assert not dst.exists()
+    code, err = run_tool_in_process(TOOL, src, dst, '--config',
+                                    proscale_config, '--trust-pickle')
+    assert (code, err) == (0, '')
+    assert dst.is_file()

@@ -41,6 +41,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         nargs='+',
         help='exits of an ECO-M2F gate in logit order (default: the last '
         'logit is the full encoder, one exit per layer below it)')
+    parser.add_argument(
+        '--trust-pickle',
+        action='store_true',
+        help='read a .pth holding objects other than tensors (e.g. trainer '
+        'state) with torch.load(weights_only=False): only for trusted files')
     return parser.parse_args(argv)
 
 
@@ -53,7 +58,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             config=args.config,
             cfg_options=args.cfg_options,
             class_order=args.class_order,
-            gate_exits=args.gate_exits)
+            gate_exits=args.gate_exits,
+            trust_pickle=args.trust_pickle)
     print(f'{arch.describe()}\nwrote {args.dst} (sha256 of the source '
           f"{meta['sha256'][:12]}...), loads strictly into {config}")
 

@@ -51,17 +51,23 @@ def _to_tensor(key: str, value: Any, path: str) -> Tensor:
                           'a tensor or numpy array')
 
 
-def load_detectron2_state_dict(path: str) -> 'OrderedDict[str, Tensor]':
+def load_detectron2_state_dict(
+        path: str, trust_pickle: bool = False) -> 'OrderedDict[str, Tensor]':
     """Read the state dict of a detectron2 checkpoint.
 
     ``.pkl`` files (Mask2Former's model zoo) are plain pickles with numpy
-    arrays, read as detectron2 does (``encoding='latin1'``); anything else is
-    read with ``torch.load(weights_only=True)``. The state dict is the
-    ``model`` entry when there is one (trainer and optimizer entries are
-    ignored), else the file's dict itself.
+    arrays, read as detectron2 does (``pickle`` with ``encoding='latin1'``,
+    so only read files from a source you trust); anything else is read with
+    ``torch.load(weights_only=True)``. The state dict is the ``model`` entry
+    when there is one (trainer and optimizer entries are ignored), else the
+    file's dict itself.
 
     Args:
         path (str): The checkpoint file.
+        trust_pickle (bool): Read a ``.pth`` that holds objects other than
+            tensors and plain containers (e.g. a trainer's state) with
+            ``weights_only=False``, which can run code from the file.
+            Defaults to False.
 
     Returns:
         OrderedDict[str, Tensor]: The detectron2 state dict.
@@ -76,8 +82,14 @@ def load_detectron2_state_dict(path: str) -> 'OrderedDict[str, Tensor]':
             with open(path, 'rb') as f:
                 ckpt = pickle.load(f, encoding='latin1')
         else:
-            ckpt = torch.load(path, map_location='cpu', weights_only=True)
+            ckpt = torch.load(
+                path, map_location='cpu', weights_only=not trust_pickle)
     except Exception as error:  # torch and pickle raise many types
+        if 'Unsupported global' in str(error):
+            raise ConversionError(
+                f'{path}: holds objects other than tensors (training '
+                'state?) that a safe load refuses; re-save its "model" dict, '
+                'or pass --trust-pickle if you trust the file') from None
         reason = str(error).strip().split('. ')[0].splitlines()
         raise ConversionError(
             f'{path}: not a readable checkpoint (truncated or corrupt?): '
@@ -181,7 +193,8 @@ def convert_checkpoint(
         config: Optional[str] = None,
         cfg_options: Optional[Dict[str, Any]] = None,
         class_order: Optional[str] = None,
-        gate_exits: Optional[Sequence[int]] = None
+        gate_exits: Optional[Sequence[int]] = None,
+        trust_pickle: bool = False
 ) -> Tuple[Detectron2Arch, str, Dict[str, Any]]:
     """Convert a detectron2 checkpoint into a checked mmengine checkpoint.
 
@@ -196,6 +209,7 @@ def convert_checkpoint(
             :func:`~proscale.converters.recognize`.
         gate_exits (Sequence[int], optional): Gate exits override, see
             :func:`~proscale.converters.recognize`.
+        trust_pickle (bool): See :func:`load_detectron2_state_dict`.
 
     Returns:
         tuple: The recognised model, the config used, and the ``meta``
@@ -206,7 +220,7 @@ def convert_checkpoint(
             recognised, or the converted weights do not load strictly into
             the config's model; ``dst`` is not written then.
     """
-    state_dict = load_detectron2_state_dict(src)
+    state_dict = load_detectron2_state_dict(src, trust_pickle)
     arch = recognize({k: v.shape for k, v in state_dict.items()},
                      class_order=class_order,
                      gate_exits=gate_exits)

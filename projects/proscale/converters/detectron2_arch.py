@@ -229,6 +229,10 @@ def _class_order(num_classes: int, class_order: Optional[str]) -> str:
         if class_order not in CLASS_ORDERS:
             raise ConversionError(f'unknown class order {class_order!r}; '
                                   f'expected one of {CLASS_ORDERS}')
+        if class_order == 'cityscapes' and num_classes != 19:
+            raise ConversionError(
+                f'the cityscapes class order needs 19 classes, the '
+                f'checkpoint has {num_classes}')
         return class_order
     if num_classes == 150:
         raise ConversionError(
