@@ -184,3 +184,17 @@ def test_unsupported_models_are_named():
     with pytest.raises(ConversionError, match="missing key 'backbone.res2"):
         recognize({k: v for k, v in shapes.items()
                    if k != 'backbone.res2.0.conv3.weight'})
+
+
+def test_unplaced_keys_are_leftovers():
+    shapes = key_list('swin-t_proscale-333')
+    shapes['backbone.head.weight'] = torch.Size((10, 768))
+    shapes['sem_seg_head.pixel_decoder.extra.weight'] = torch.Size((1, ))
+    arch = recognize(shapes)
+    new_state_dict, leftover = convert_state_dict(
+        random_state_dict(shapes), arch)
+    assert leftover == [
+        'backbone.head.weight', 'sem_seg_head.pixel_decoder.extra.weight'
+    ]
+    assert 'criterion.empty_weight' not in leftover
+    assert len(new_state_dict) == 530

@@ -9,9 +9,9 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 from mmcv.transforms import Compose
+from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmdet.registry import MODELS
 
 # Annotation loading needs annotation files; the network input does not.
 _ANNOTATION_TRANSFORMS = ('LoadAnnotations', 'LoadPanopticAnnotations')

@@ -14,9 +14,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from ..utils.atomic_file import atomic_open

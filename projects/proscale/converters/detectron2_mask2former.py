@@ -7,7 +7,8 @@ The authors' models (detectron2 + Mask2Former code) and this project's
 renaming is the ordered ``(regex, replacement)`` table of
 :func:`build_rules`; the value changes are few:
 
-- Swin: mmdet's own ``swin_converter`` (PatchMerging channel order).
+- Swin: mmdet's own ``swin_converter`` (PatchMerging channel order) on the
+  keys of :data:`SWIN_KEYS`.
 - ResNet: detectron2's FrozenBN has no ``num_batches_tracked``; mmdet's
   frozen ``BN`` needs it for strict loading (value 0, unused in eval).
 - Classifier: rows reordered for Cityscapes (detectron2 uses train ids,
@@ -37,6 +38,11 @@ HEAD = 'panoptic_head.'
 # first. Row i of the converted classifier is detectron2's row
 # CITYSCAPES_ROWS[i]; the last ("no object") row stays last.
 CITYSCAPES_ROWS = tuple(range(11, 19)) + tuple(range(11)) + (19, )
+
+# The keys of detectron2's Swin (D2SwinTransformer) that mmdet's
+# swin_converter maps, without the ``backbone.`` prefix.
+SWIN_KEYS = (r'^(patch_embed\.|layers\.\d+\.(blocks\.\d+\.|downsample\.)'
+             r'|norm\d\.)')
 
 _P = re.escape(PIXEL_DECODER)
 _Q = re.escape(PREDICTOR)
@@ -183,7 +189,10 @@ def convert_state_dict(
     swin: Dict[str, Tensor] = OrderedDict()
     for key, value in state_dict.items():
         if arch.backbone == 'swin' and key.startswith('backbone.'):
-            swin[key[len('backbone.'):]] = value
+            if re.match(SWIN_KEYS, key[len('backbone.'):]):
+                swin[key[len('backbone.'):]] = value
+            else:
+                leftover.append(key)
             continue
         matched, new_key = rename(key, rules)
         if not matched:
@@ -196,8 +205,6 @@ def convert_state_dict(
                     r'backbone\..*running_var$', new_key):
                 new_state_dict[new_key[:-len('running_var')] +
                                'num_batches_tracked'] = torch.tensor(0)
-    # swin_converter passes keys it does not know through unchanged; the
-    # strict load of the result reports them.
     new_state_dict.update(swin_converter(swin))
     if arch.gate_exits is not None:
         new_state_dict['gate.trained'] = torch.tensor(True)
