@@ -3,6 +3,7 @@ checkpoints: .pth and .pkl in, a checked mmengine checkpoint out; bad input
 gives one clear line and writes nothing."""
 import argparse
 import hashlib
+import json
 import os
 import pickle
 import sys
@@ -158,3 +159,22 @@ def test_training_state_needs_trust(tmp_path, proscale_config,
                                     proscale_config, '--trust-pickle')
     assert (code, err) == (0, '')
     assert dst.is_file()
+
+
+def test_full_size_release_with_default_config(tmp_path, run_tool_in_process):
+    """The released ECO-M2F layout (constant values, stored as stride-0
+    views to keep the file small) goes to the gated Swin-T COCO config."""
+    with open(fixture_path('keys_swin-t_eco-m2f_coco.json')) as f:
+        keys = json.load(f)['keys']
+    one = torch.ones(1)
+    src = tmp_path / 'eco-m2f_swin-t_coco.pth'
+    torch.save(
+        dict(model={k['name']: one.expand(k['shape'])
+                    for k in keys}), src)
+    dst = tmp_path / 'converted.pth'
+    code, err = run_tool_in_process(TOOL, src, dst)
+    assert (code, err) == (0, '')
+    meta = torch.load(dst, weights_only=True)['meta']
+    assert meta['config'] == ('proscale::eco_m2f/eco-m2f-gated_swin-t-p4-w7-'
+                              '224_8xb2-lsj-50e_coco-panoptic.py')
+    assert meta['source_model'].startswith('ECO-M2F: Swin (embed 96')
