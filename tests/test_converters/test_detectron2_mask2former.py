@@ -93,11 +93,15 @@ def test_eco_m2f_reproduces_reference(load_fixture, single_thread):
     with torch.no_grad():
         inputs, input_diff = network_input(model, fixture)
         feats = model.backbone(inputs)
+        # the authors' gate reads the projected 1/32 tokens, then pools
+        tokens = pixel_decoder.input_convs[0](feats[-1]).flatten(2)
         gate_input = pixel_decoder.gate_features(feats)
         gate_logits = model.gate(gate_input)
         chosen = model.gate_exits(feats)
         diffs = {
             'input': input_diff,
+            'gate.input_tokens': max_abs_diff(
+                tokens.transpose(1, 2), outputs['gate']['input_tokens']),
             'gate.input_pooled': max_abs_diff(
                 gate_input, outputs['gate']['input_pooled']),
             'gate.logits': max_abs_diff(gate_logits,
