@@ -7,6 +7,8 @@ Example:
 import argparse
 import os.path as osp
 
+# Before torch: OpenMP threads wait passively (proscale.openmp_env).
+import proscale  # noqa: F401 # isort: skip
 from proscale.utils.cli import (
     add_cfg_options_argument, add_launcher_arguments, add_max_iters_argument,
     build_runner, check_dataset_paths, load_config, parse_launcher_args,
