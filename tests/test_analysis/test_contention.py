@@ -39,6 +39,11 @@ def test_speed_is_relative_to_the_policys_solo_run(monkeypatch, tmp_path):
     assert speed['a', SCENARIOS[1]] == 0.5
     assert speed['a', SCENARIOS[2]] == 0.25
     assert speed['b', SCENARIOS[2]] == 0.05
+    speedup = {(r['policy'], r['scenario']): r['speedup_vs_first']
+               for r in rows}
+    assert speedup['a', SCENARIOS[1]] == 1
+    assert speedup['b', SCENARIOS[0]] == 2
+    assert speedup['b', SCENARIOS[2]] == 0.4
     assert [r['threads'] for r in rows[:2]] == [2, 1]
     assert format_table(rows).count('\n') == len(rows) + 1
 

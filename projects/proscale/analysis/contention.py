@@ -200,9 +200,11 @@ class ContentionBenchmark:
 
         Returns:
             list[dict]: One row per (policy, scenario): ``policy``,
-            ``scenario``, ``threads``, ``s_per_iter`` (mean over the jobs)
-            and ``speed_vs_alone`` (the policy's solo s/iter over this one;
-            0.5 is a fair share of a machine used by two jobs).
+            ``scenario``, ``threads``, ``s_per_iter`` (mean over the jobs),
+            ``speed_vs_alone`` (the policy's solo s/iter over this one; 0.5
+            is a fair share of a machine used by two jobs) and
+            ``speedup_vs_first`` (the first policy's s/iter in the same
+            scenario over this one).
         """
         rows = []
         for scenario in SCENARIOS:
@@ -216,21 +218,27 @@ class ContentionBenchmark:
                     f'{seconds:7.3f} s/iter')
         alone = {r['policy']: r['s_per_iter'] for r in rows
                  if r['scenario'] == SCENARIOS[0]}
+        first = {r['scenario']: r['s_per_iter'] for r in rows
+                 if r['policy'] == self.policies[0].name}
         for row in rows:
             row['speed_vs_alone'] = alone[row['policy']] / row['s_per_iter']
+            row['speedup_vs_first'] = (
+                first[row['scenario']] / row['s_per_iter'])
         return rows
 
 
 def format_table(rows: Sequence[dict]) -> str:
     """The benchmark's rows as a Markdown table."""
     lines = [
-        '| Policy | Threads | Scenario | s/iter | Speed vs. alone |',
-        '| --- | ---: | --- | ---: | ---: |'
+        '| Policy | Threads | Scenario | s/iter | Speed vs. alone | '
+        'Speed-up vs. first policy |',
+        '| --- | ---: | --- | ---: | ---: | ---: |'
     ]
     for row in rows:
         lines.append(f"| {row['policy']} | {row['threads']} | "
                      f"{row['scenario']} | {row['s_per_iter']:.3f} | "
-                     f"{row['speed_vs_alone']:.2f} |")
+                     f"{row['speed_vs_alone']:.2f} | "
+                     f"{row['speedup_vs_first']:.1f} |")
     return '\n'.join(lines)
 
 
