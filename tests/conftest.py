@@ -29,10 +29,12 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 from unittest import mock
 
 import pytest
-from mmengine.registry import DefaultScope
 
-from proscale.datasets import generate_synthetic_panoptic
-from proscale.utils import torch_threads
+# proscale first, before torch: the tests' OpenMP threads wait passively
+# (proscale.openmp_env), as the tools' do.
+from proscale.datasets import generate_synthetic_panoptic  # isort: skip
+from proscale.utils import torch_threads  # isort: skip
+from mmengine.registry import DefaultScope
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC_NUM_TRAIN = 16

@@ -61,3 +61,20 @@ def test_config_builds_model(config):
     stages = PROSCALE_STAGES.search(Path(config).name)
     if stages:
         _check_proscale_decoder(model, tuple(map(int, stages.groups())))
+
+
+# The panoptic score threshold: 0.25 for the tiny synthetic models (trained
+# for a few hundred iterations), mmdet's 0.8 for the full-size ones.
+TINY_OBJECT_MASK_THR = 0.25
+MMDET_OBJECT_MASK_THR = 0.8
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_panoptic_score_threshold(config):
+    test_cfg = Config.fromfile(str(REPO_ROOT / config)).model.get('test_cfg')
+    if not test_cfg or 'object_mask_thr' not in test_cfg:
+        pytest.skip(f'{config} has no panoptic score threshold')
+    expected = (
+        TINY_OBJECT_MASK_THR if 'tiny_synthetic' in config else
+        MMDET_OBJECT_MASK_THR)
+    assert test_cfg.object_mask_thr == expected

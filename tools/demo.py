@@ -12,16 +12,11 @@ Examples:
     python tools/demo.py --small --work-dir work_dirs/demo_small
 """
 import argparse
-import os
 import sys
 from typing import List, Optional
 
-# OpenMP threads that spin while waiting for a core another process holds
-# slow training down by an order of magnitude on a busy machine; waiting
-# passively costs next to nothing. Must be set before torch is imported.
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
-
-from proscale.demo import PRESETS, DemoPipeline, StageError  # noqa: E402
+# Imported before torch: OpenMP threads wait passively (proscale.openmp_env).
+from proscale.demo import PRESETS, DemoPipeline, StageError
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -5,6 +5,8 @@ Example:
 """
 import argparse
 
+# Before torch: OpenMP threads wait passively (proscale.openmp_env).
+import proscale  # noqa: F401 # isort: skip
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 

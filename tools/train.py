@@ -2,14 +2,17 @@
 
 Example:
     python tools/train.py configs/proscale/CONFIG.py --work-dir work_dirs/x
+    python tools/train.py configs/proscale/CONFIG.py --max-iters 100
 """
 import argparse
 import os.path as osp
 
+# Before torch: OpenMP threads wait passively (proscale.openmp_env).
+import proscale  # noqa: F401 # isort: skip
 from proscale.utils.cli import (
-    add_cfg_options_argument, add_launcher_arguments, build_runner,
-    check_dataset_paths, load_config, parse_launcher_args, report_user_errors,
-    set_work_dir)
+    add_cfg_options_argument, add_launcher_arguments, add_max_iters_argument,
+    build_runner, check_dataset_paths, load_config, parse_launcher_args,
+    report_user_errors, set_work_dir)
 
 
 def parse_args() -> argparse.Namespace:
@@ -33,6 +36,7 @@ def parse_args() -> argparse.Namespace:
         help='If specify checkpoint path, resume from it, while if not '
         'specify, try to auto resume from the latest checkpoint '
         'in the work directory.')
+    add_max_iters_argument(parser)
     add_cfg_options_argument(parser)
     add_launcher_arguments(parser)
     return parse_launcher_args(parser)
@@ -41,7 +45,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     with report_user_errors():
-        cfg = load_config(args.config, args.cfg_options)
+        cfg = load_config(args.config, args.cfg_options, args.max_iters)
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.config, args.work_dir)
     if args.amp:

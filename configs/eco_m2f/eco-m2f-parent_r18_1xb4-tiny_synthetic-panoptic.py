@@ -15,5 +15,5 @@ model = dict(
         pixel_decoder=dict(
             type='EarlyExitMSDeformAttnPixelDecoder', exit_layers=None)),
     # exit_layer: an int fixes the exit of tools/test.py (None: all layers);
-    # object_mask_thr: mmdet's default, stated so that it can be overridden.
-    test_cfg=dict(exit_layer=None, object_mask_thr=0.8))
+    # object_mask_thr (0.25) comes from the tiny base config.
+    test_cfg=dict(exit_layer=None))

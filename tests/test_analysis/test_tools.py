@@ -174,6 +174,7 @@ def test_benchmark_mmseg_model(benchmark_tool, mmseg_config):
     ('benchmark', ['c.py', 'c.py', '--shape', '64', '64']),
     ('benchmark', ['c.py', '--shape', '64', '64', '--runs', '0']),
     ('benchmark', ['c.py']),
+    ('benchmark_contention', ['--iters', '0']),
 ])
 def test_tools_reject_bad_arguments(tool, argv):
     with pytest.raises(SystemExit) as error:
@@ -185,3 +186,14 @@ def test_get_flops_names_missing_config(get_flops, tmp_path, capsys):
     with pytest.raises(SystemExit):
         get_flops.main([str(tmp_path / 'missing.py'), '--shape', '64', '64'])
     assert 'missing.py' in capsys.readouterr().err
+
+
+def test_benchmark_contention_names_missing_config(tmp_path, capsys):
+    work_dir = tmp_path / 'work'
+    with pytest.raises(SystemExit) as error:
+        load_tool('benchmark_contention').main(
+            ['--config', str(tmp_path / 'missing.py'), '--work-dir',
+             str(work_dir)])
+    assert error.value.code == 2
+    assert 'missing.py' in capsys.readouterr().err
+    assert not work_dir.exists()

@@ -103,7 +103,7 @@ def test_fresh_refuses_a_folder_that_is_not_a_demo(tmp_path: Path):
 
 
 def test_invalid_settings_are_rejected():
-    with pytest.raises(ValueError, match='warmup_iters'):
-        PRESETS['small'].with_overrides(warmup_iters=5)
+    with pytest.raises(ValueError, match='train_iters'):
+        PRESETS['small'].with_overrides(train_iters=1)
     with pytest.raises(ValueError, match='num_val'):
         PRESETS['small'].with_overrides(num_val=0)

@@ -5,6 +5,7 @@ resuming and the input-error cases run the same scripts in process (no
 interpreter start-up and imports: much cheaper).
 """
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -35,16 +36,24 @@ def _last_scalars(work_dir: Path) -> dict:
     return json.loads(path.read_text().strip().splitlines()[-1])
 
 
+def _train_scalars(work_dir: Path, step: int) -> dict:
+    """Return the newest run's logged training scalars of one iteration."""
+    path = sorted(work_dir.glob('*/vis_data/scalars.json'))[-1]
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r for r in records if r.get('step') == step and 'lr' in r][-1]
+
+
 def _checkpoint_iter(path: Path) -> int:
     return torch.load(str(path), map_location='cpu')['meta']['iter']
 
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory, run_tool, synthetic_cfg_options):
-    """Work dir of a 4-iteration training run of the tiny config."""
+    """Work dir of a 4-iteration training run of the tiny config, its
+    schedule shortened from 300 iterations with ``--max-iters``."""
     work_dir = tmp_path_factory.mktemp('train')
-    run_tool(TRAIN, TINY_CONFIG, '--work-dir', work_dir, '--cfg-options',
-             *synthetic_cfg_options, *SHORT_RUN)
+    run_tool(TRAIN, TINY_CONFIG, '--work-dir', work_dir, '--max-iters', 4,
+             '--cfg-options', *synthetic_cfg_options, *SHORT_RUN)
     return work_dir
 
 
@@ -55,6 +64,17 @@ def test_train_validates_with_pq(trained):
     assert 0 <= scalars['coco_panoptic/PQ'] <= 100
     assert 'coco/segm_mAP' in scalars
     assert 'Iter(train) [4/4]' in _log_text(trained)
+
+
+def test_max_iters_shortens_the_whole_schedule(trained):
+    """The config's warm-up (20 of 300 iterations) and cosine decay to 1% of
+    the lr become 2 and 2 of 4 iterations: the last iteration runs half way
+    down the cosine (tests/test_utils/test_schedule.py checks a 100-iteration
+    run's end), not at the full lr."""
+    base_lr, eta_min = 5e-4, 5e-6
+    half_way = eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi / 2)) / 2
+    lrs = [_train_scalars(trained, step)['lr'] for step in (1, 2, 3, 4)]
+    assert lrs == pytest.approx([base_lr * 0.01, base_lr, base_lr, half_way])
 
 
 def test_test_evaluates_checkpoint(trained, tmp_path, run_tool,

@@ -16,6 +16,8 @@ Without CUDA, ``--launcher pytorch`` runs the ranks on CPU with gloo.
 import argparse
 import os.path as osp
 
+# Before torch: OpenMP threads wait passively (proscale.openmp_env).
+import proscale  # noqa: F401 # isort: skip
 from mmengine.registry import LOOPS
 
 from proscale.engine.loops import (

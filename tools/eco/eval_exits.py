@@ -14,6 +14,8 @@ Example:
 import argparse
 from typing import Dict, List, Optional
 
+# Before torch: OpenMP threads wait passively (proscale.openmp_env).
+import proscale  # noqa: F401 # isort: skip
 from mmengine.dist import is_main_process
 
 from proscale.analysis.exit_flops import count_exit_flops

@@ -92,28 +92,22 @@ def data_cfg_options(data_root: str) -> List[str]:
     return options
 
 
-def recipe_cfg_options(settings: DemoSettings, iters: int) -> List[str]:
+def recipe_cfg_options(settings: DemoSettings) -> List[str]:
     """``--cfg-options`` of the demo's training recipe.
 
-    Training runs without validation: every model is evaluated afterwards by
-    its own stage.
+    The length of a training is not among them: ``tools/train.py
+    --max-iters`` rescales the config's whole schedule to it. Training runs
+    without validation: every model is evaluated afterwards by its own
+    stage.
 
     Args:
         settings (DemoSettings): The demo's settings.
-        iters (int): Training iterations.
 
     Returns:
         list[str]: ``key=value`` items.
     """
-    warmup = settings.warmup_iters
     options = [
-        f'train_cfg.max_iters={iters}',
         f'randomness.seed={settings.seed}',
-        f'train_cfg.val_interval={iters}',
-        f'param_scheduler.0.end={warmup}',
-        f'param_scheduler.1.begin={warmup}',
-        f'param_scheduler.1.T_max={iters - warmup}',
-        f'param_scheduler.1.end={iters}',
         f'default_hooks.logger.interval={settings.log_interval}',
         'val_dataloader=None',
         'val_cfg=None',
@@ -122,13 +116,6 @@ def recipe_cfg_options(settings: DemoSettings, iters: int) -> List[str]:
     if settings.lr is not None:
         options.append(f'optim_wrapper.optimizer.lr={settings.lr}')
     return options
-
-
-def test_cfg_options(settings: DemoSettings) -> List[str]:
-    """``--cfg-options`` of the demo's inference settings (every model)."""
-    if settings.object_mask_thr is None:
-        return []
-    return [f'model.test_cfg.object_mask_thr={settings.object_mask_thr}']
 
 
 def read_test_metrics(eval_dir: str) -> Dict[str, float]:
@@ -223,11 +210,10 @@ class DemoPipeline:
                 ``model=trained.key``).
 
         Returns:
-            tuple[list[str], dict]: The data and test options, and the
+            tuple[list[str], dict]: The data options, and the
             stage's parameters (config fingerprint, options, upstream keys).
         """
-        options = data_cfg_options(self.data_root) + test_cfg_options(
-            self.settings)
+        options = data_cfg_options(self.data_root)
         return options, dict(
             config=self._fingerprints[name], options=options, **upstream)
 
@@ -348,14 +334,14 @@ class DemoPipeline:
         iters = s.parent_iters if name == 'eco_parent' else s.train_iters
         train_dir = self.stages.path('train', name)
         checkpoint = osp.join(train_dir, f'iter_{iters}.pth')
-        options = data_cfg_options(self.data_root) + recipe_cfg_options(
-            s, iters)
+        options = data_cfg_options(self.data_root) + recipe_cfg_options(s)
         if name == 'eco_parent':
             options.append(f'custom_hooks.0.exits_per_iter={s.exits_per_iter}')
         if init is not None:
             options.append(f"load_from={init.results['checkpoint']}")
         params = dict(
             config=self._fingerprints[name],
+            max_iters=iters,
             options=options,
             data=data.key,
             init=None if init is None else init.key)
@@ -365,7 +351,8 @@ class DemoPipeline:
             resume = ['--resume'] if resumable and osp.isfile(
                 osp.join(train_dir, 'last_checkpoint')) else []
             self.stages.tool('tools/train.py', repo_path(config), '--work-dir',
-                             train_dir, *resume, '--cfg-options', *options)
+                             train_dir, *resume, '--max-iters', iters,
+                             '--cfg-options', *options)
             return dict(checkpoint=checkpoint)
 
         titles = dict(

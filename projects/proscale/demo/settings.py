@@ -21,10 +21,11 @@ class DemoSettings:
         image_size (int): Side of the square synthetic images.
         data_seed (int): Seed of the synthetic dataset.
         train_iters (int): Training iterations of the baseline and of
-            PRO-SCALE (one recipe for both); at least 2.
+            PRO-SCALE (one recipe for both); at least 2. Every training
+            runs the configs' schedule (linear warm-up over the first 1/15,
+            then cosine decay to 1% of the lr) rescaled to its length with
+            ``tools/train.py --max-iters``.
         seed (int): Random seed of every training (``randomness.seed``).
-        warmup_iters (int): Linear warm-up iterations of every training
-            (then cosine decay to its end).
         lr (float, optional): AdamW learning rate of every training; None
             keeps the configs'.
         parent_iters (int): Training iterations of the ECO-M2F parent.
@@ -35,10 +36,6 @@ class DemoSettings:
         exits_per_iter (int): Exits the ECO-M2F parent trains per iteration
             (1 is the authors' weighted stochastic depth, see
             ``configs/eco_m2f/_base_/eco_m2f_parent.py``).
-        object_mask_thr (float, optional): Score a query needs to enter a
-            panoptic prediction (``model.test_cfg.object_mask_thr``), the
-            same for every model; None keeps the configs' (0.8, tuned for
-            fully trained models).
         beta (float): ECO-M2F trade-off of the gate targets (utility
             ``q_k - beta * k``).
         gate_iters (int): Optimiser steps of the gate training.
@@ -56,12 +53,10 @@ class DemoSettings:
     data_seed: int = 0
     train_iters: int = 600
     seed: int = 0
-    warmup_iters: int = 20
     lr: Optional[float] = None
     parent_iters: int = 200
     parent_from_baseline: bool = True
     exits_per_iter: int = 1
-    object_mask_thr: Optional[float] = 0.25
     beta: float = 0.002
     gate_iters: int = 500
     log_interval: int = 10
@@ -78,16 +73,9 @@ class DemoSettings:
             if getattr(self, name) < 1:
                 raise ValueError(f'demo setting {name} must be >= 1, got '
                                  f'{getattr(self, name)}')
-        shortest = min(self.train_iters, self.parent_iters)
-        if not 1 <= self.warmup_iters < shortest:
-            raise ValueError(
-                'demo setting warmup_iters must be in [1, '
-                f'min(train_iters, parent_iters)={shortest}), got '
-                f'{self.warmup_iters}')
-        if self.object_mask_thr is not None and not (0 <= self.object_mask_thr
-                                                     < 1):
-            raise ValueError('demo setting object_mask_thr must be in [0, '
-                             f'1), got {self.object_mask_thr}')
+        if self.train_iters < 2:
+            raise ValueError('demo setting train_iters must be >= 2, got '
+                             f'{self.train_iters}')
         if self.beta < 0:
             raise ValueError(f'demo setting beta must be >= 0, got '
                              f'{self.beta}')
@@ -108,7 +96,6 @@ PRESETS: Dict[str, DemoSettings] = dict(
         num_val=4,
         image_size=64,
         train_iters=2,
-        warmup_iters=1,
         parent_iters=2,
         gate_iters=20,
         log_interval=1,

@@ -22,6 +22,7 @@ from mmengine.runner import Runner
 from .compat import check_package_config_support
 from .distributed import init_cpu_distributed
 from .package_files import resolve_config_path
+from .schedule import scale_schedule
 
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -79,14 +80,20 @@ def check_cfg_option_keys(cfg: Config, options: Dict[str, Any]) -> None:
 
 
 def load_config(path: str,
-                cfg_options: Optional[Dict[str, Any]] = None) -> Config:
-    """Load a config file and apply validated ``--cfg-options``.
+                cfg_options: Optional[Dict[str, Any]] = None,
+                max_iters: Optional[int] = None) -> Config:
+    """Load a config file, rescale its schedule and apply validated
+    ``--cfg-options``.
 
     Args:
         path (str): The config file, or ``proscale::REL`` for a config
             shipped with the package (e.g.
             ``proscale::proscale/mask2former_r50_proscale-333_8xb2-lsj-50e_coco-panoptic.py``).
-        cfg_options (dict, optional): Overrides from the command line.
+        cfg_options (dict, optional): Overrides from the command line,
+            applied after the rescaling (an explicit value wins).
+        max_iters (int, optional): ``--max-iters``: rescale the config's
+            training schedule to this many iterations
+            (:func:`~proscale.utils.schedule.scale_schedule`).
 
     Returns:
         Config: The merged config.
@@ -96,6 +103,11 @@ def load_config(path: str,
         raise UserInputError(f'config file not found: {path}')
     check_package_config_support()
     cfg = Config.fromfile(path)
+    if max_iters is not None:
+        try:
+            scale_schedule(cfg, max_iters)
+        except ValueError as error:
+            raise UserInputError(f'{path}: {error}') from None
     if cfg_options:
         check_cfg_option_keys(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
@@ -115,6 +127,44 @@ def add_cfg_options_argument(parser: argparse.ArgumentParser) -> None:
         action=DictAction,
         help='override config settings, key=value (xxx=yyy); the keys must '
         'exist in the config')
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type of options that take a count >= 1.
+
+    Args:
+        text (str): The option's value.
+
+    Returns:
+        int: The count.
+
+    Raises:
+        argparse.ArgumentTypeError: If ``text`` is not an integer >= 1.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f'must be an integer >= 1, got {text!r}')
+    return value
+
+
+def add_max_iters_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--max-iters N``: train for N iterations with the config's
+    schedule rescaled to them (for :func:`load_config`).
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser; the value lands
+            in ``args.max_iters`` (None when not given).
+    """
+    parser.add_argument(
+        '--max-iters',
+        type=positive_int,
+        help='train for this many iterations, with warm-up, learning-rate '
+        'decay, validation and checkpoint intervals rescaled proportionally '
+        "from the config's train_cfg.max_iters")
 
 
 def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
