@@ -6,6 +6,7 @@ Example:
 import argparse
 import os.path as osp
 
+from proscale.engine.hooks import add_random_state_hook
 from proscale.utils.cli import (
     add_cfg_options_argument, add_launcher_arguments, build_runner,
     check_dataset_paths, load_config, parse_launcher_args, report_user_errors,
@@ -44,6 +45,7 @@ def main() -> None:
         cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.config, args.work_dir)
+    add_random_state_hook(cfg)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'

@@ -5,7 +5,12 @@ resuming and the input-error cases run the same scripts in process (no
 interpreter start-up and imports: much cheaper).
 """
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +89,68 @@ def test_resume_continues_from_saved_iteration(trained, tmp_path,
     assert 'Iter(train) [5/6]' in newest_log
     assert 'Iter(train) [1/6]' not in newest_log
     assert _checkpoint_iter(work_dir / 'iter_6.pth') == 6
+
+
+def _scalars_by_iter(work_dir: Path) -> dict:
+    """Map iteration -> training scalars, over every run in ``work_dir``."""
+    records = {}
+    for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if 'loss' in record:
+                records[record['iter']] = record
+    return records
+
+
+def _kill_after_checkpoint(work_dir: Path, checkpoint: str,
+                           args: list) -> None:
+    """Start ``tools/train.py`` and SIGKILL it once ``checkpoint`` is the
+    last one it saved."""
+    proc = subprocess.Popen([sys.executable, TRAIN, *map(str, args)],
+                            cwd=Path(__file__).resolve().parents[2],
+                            env={
+                                **os.environ, 'OMP_NUM_THREADS': '1'
+                            },
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last = work_dir / 'last_checkpoint'
+    deadline = time.monotonic() + 300
+    while not (last.is_file() and last.read_text().endswith(checkpoint)):
+        assert proc.poll() is None, 'the training ended before the kill'
+        assert time.monotonic() < deadline, 'no checkpoint in time'
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_killed_and_resumed_run_matches_uninterrupted_run(
+        trained, tmp_path, run_tool, synthetic_cfg_options):
+    """SIGKILL after the iteration-2 checkpoint, ``--resume``: iterations 3
+    and 4 give the same losses and weights as the uninterrupted run."""
+    work_dir = tmp_path / 'killed'
+    args = [
+        TINY_CONFIG, '--work-dir', work_dir, '--cfg-options',
+        *synthetic_cfg_options, *SHORT_RUN
+    ]
+    _kill_after_checkpoint(work_dir, 'iter_2.pth', args)
+    states = torch.load(
+        str(work_dir / 'iter_2.pth'), map_location='cpu')['random_states']
+    assert set(states['ranks'][0]) == {'python', 'numpy', 'torch', 'cuda'}
+    assert states['data']['iter'] == 2 and states['data']['seed'] is not None
+    run_tool(TRAIN, *args[:3], '--resume', work_dir / 'iter_2.pth',
+             *args[3:])
+    resumed, uninterrupted = _scalars_by_iter(work_dir), _scalars_by_iter(
+        trained)
+    for it in (3, 4):
+        for key in ('loss', 'loss_cls', 'loss_mask', 'loss_dice',
+                    'grad_norm'):
+            assert resumed[it][key] == uninterrupted[it][key], (it, key)
+    weights = [
+        torch.load(str(path / 'iter_4.pth'), map_location='cpu')['state_dict']
+        for path in (work_dir, trained)
+    ]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[1])
 
 
 @pytest.mark.heavy
