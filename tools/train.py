@@ -11,6 +11,7 @@ from proscale.utils.cli import (
     add_cfg_options_argument, add_launcher_arguments, build_runner,
     check_dataset_paths, load_config, parse_launcher_args, report_user_errors,
     set_work_dir)
+from proscale.utils.work_dir_lock import WorkDirLock
 
 
 def parse_args() -> argparse.Namespace:
@@ -66,8 +67,9 @@ def main() -> None:
             raise FileNotFoundError(f'--resume: checkpoint {args.resume} '
                                     'does not exist')
         check_dataset_paths(cfg, ('train_dataloader', 'val_dataloader'))
-        runner = build_runner(cfg)
-        runner.train()
+        with WorkDirLock(cfg.work_dir):
+            runner = build_runner(cfg)
+            runner.train()
 
 
 if __name__ == '__main__':
