@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from proscale.utils.work_dir_lock import WorkDirLock
+
 TINY_CONFIG = ('configs/mask2former/'
                'mask2former_r18_1xb4-tiny_synthetic-panoptic.py')
 TRAIN = 'tools/train.py'
@@ -227,3 +229,111 @@ def test_bad_input_gives_one_clear_error(case, tmp_path, run_tool_in_process,
     assert 'Traceback' not in stderr
     errors = [line for line in stderr.splitlines() if line.startswith('error')]
     assert len(errors) == 1 and named in errors[0], stderr
+
+
+def _error_lines(stderr: str) -> list:
+    assert 'Traceback' not in stderr
+    return [line for line in stderr.splitlines() if line.startswith('error')]
+
+
+def test_test_refuses_a_checkpoint_of_another_model(trained, tmp_path,
+                                                    run_tool_in_process,
+                                                    synthetic_cfg_options):
+    """The baseline's checkpoint on the PRO-SCALE config: one line naming
+    the file and a few keys at fault; ``--non-strict`` loads it anyway."""
+    proscale = ('configs/proscale/'
+                'mask2former_r18_proscale-333_1xb4-tiny_synthetic-panoptic.py')
+    args = (proscale, trained / 'iter_4.pth', '--cfg-options',
+            *synthetic_cfg_options)
+    code, stderr = run_tool_in_process(TEST, *args, '--work-dir',
+                                       tmp_path / 'strict')
+    errors = _error_lines(stderr)
+    assert code == 2 and len(errors) == 1, stderr
+    assert f"checkpoint {trained / 'iter_4.pth'} does not fit" in errors[0]
+    assert 'with another shape (panoptic_head.pixel_decoder.' in errors[0]
+    assert not (tmp_path / 'strict').exists()
+    code, stderr = run_tool_in_process(TEST, *args, '--non-strict',
+                                       '--work-dir', tmp_path / 'loose')
+    assert code == 0, stderr
+
+
+@pytest.mark.parametrize('content', [b'', b'not a checkpoint', 'truncated'])
+def test_test_names_an_unreadable_checkpoint(content, trained, tmp_path,
+                                             run_tool_in_process,
+                                             synthetic_cfg_options):
+    checkpoint = tmp_path / 'bad.pth'
+    if content == 'truncated':
+        content = (trained / 'iter_4.pth').read_bytes()[:100000]
+    checkpoint.write_bytes(content)
+    code, stderr = run_tool_in_process(TEST, TINY_CONFIG, checkpoint,
+                                       '--work-dir', tmp_path / 'work',
+                                       '--cfg-options',
+                                       *synthetic_cfg_options)
+    errors = _error_lines(stderr)
+    assert code == 2 and len(errors) == 1, stderr
+    assert f'checkpoint {checkpoint} cannot be read' in errors[0]
+    assert not (tmp_path / 'work').exists()
+
+
+def test_test_refuses_an_unsupported_out_format(trained, tmp_path,
+                                                run_tool_in_process):
+    code, stderr = run_tool_in_process(TEST, TINY_CONFIG,
+                                       trained / 'iter_4.pth', '--out',
+                                       tmp_path / 'x.json', '--work-dir',
+                                       tmp_path / 'work')
+    assert code == 2
+    assert f"--out {tmp_path / 'x.json'}: the dump file must be a .pkl" in (
+        stderr)
+    assert not (tmp_path / 'work').exists()
+
+
+@pytest.mark.parametrize('tool', [TRAIN, TEST])
+def test_missing_evaluator_file_is_named_before_the_work_dir(
+        tool, trained, tmp_path, run_tool_in_process, synthetic_cfg_options):
+    missing = tmp_path / 'nowhere.json'
+    evaluator = 'val_evaluator' if tool == TRAIN else 'test_evaluator'
+    checkpoint = [] if tool == TRAIN else [trained / 'iter_4.pth']
+    code, stderr = run_tool_in_process(tool, TINY_CONFIG, *checkpoint,
+                                       '--work-dir', tmp_path / 'work',
+                                       '--cfg-options',
+                                       *synthetic_cfg_options,
+                                       f'{evaluator}.0.ann_file={missing}')
+    errors = _error_lines(stderr)
+    assert code == 2 and len(errors) == 1, stderr
+    assert f"{evaluator}.0.ann_file: '{missing}' does not exist" in errors[0]
+    assert not (tmp_path / 'work').exists()
+
+
+def test_annotation_without_categories_is_named(tmp_path, run_tool_in_process,
+                                                synthetic_data_root,
+                                                make_synthetic_cfg_options):
+    root = tmp_path / 'data'
+    shutil.copytree(synthetic_data_root, root)
+    ann_file = root / 'annotations' / 'panoptic_train.json'
+    content = json.loads(ann_file.read_text())
+    del content['categories']
+    ann_file.write_text(json.dumps(content))
+    code, stderr = run_tool_in_process(TRAIN, TINY_CONFIG, '--work-dir',
+                                       tmp_path / 'work', '--cfg-options',
+                                       *make_synthetic_cfg_options(f'{root}/'),
+                                       *SHORT_RUN)
+    errors = _error_lines(stderr)
+    assert code == 2 and len(errors) == 1, stderr
+    assert (f"train_dataloader.dataset.ann_file '{ann_file}': the JSON has "
+            "no 'categories' key") in errors[0]
+
+
+def test_second_training_on_a_busy_work_dir_is_refused(
+        tmp_path, run_tool_in_process, synthetic_cfg_options):
+    work_dir = tmp_path / 'work'
+    with WorkDirLock(str(work_dir)):
+        before = sorted(work_dir.iterdir())
+        code, stderr = run_tool_in_process(TRAIN, TINY_CONFIG, '--work-dir',
+                                           work_dir, '--cfg-options',
+                                           *synthetic_cfg_options, *SHORT_RUN)
+        after = sorted(work_dir.iterdir())
+    errors = _error_lines(stderr)
+    assert code == 2 and len(errors) == 1, stderr
+    assert f'work dir {work_dir} is in use by another training (pid ' \
+        f'{os.getpid()} on host' in errors[0]
+    assert after == before  # the refused run wrote nothing

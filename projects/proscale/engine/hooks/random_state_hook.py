@@ -11,10 +11,12 @@ iteration on, and the losses drift apart.
 :class:`RandomStateHook` stores, in every checkpoint, the Python, NumPy and
 torch (CPU and every CUDA device) random states of every rank, and the data
 position (the sampler's seed and the iteration and epoch the run resumes
-at, i.e. the batches already drawn from the sampler). On resume it restores them right after the loop has skipped the
-trained batches, i.e. before the first new batch is loaded, so the resumed
-run continues exactly as the uninterrupted one.
+at, i.e. the batches already drawn from the sampler). On resume it restores
+them right after the loop has skipped the trained batches, i.e. before the
+first new batch is loaded, so the resumed run continues exactly as the
+uninterrupted one.
 """
+import logging
 import random
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -140,7 +142,7 @@ class RandomStateHook(Hook):
                 'without RandomStateHook): the run continues from the '
                 'right iteration but with other random numbers',
                 logger='current',
-                level='WARNING')
+                level=logging.WARNING)
             return
         ranks: List[dict] = saved['ranks']
         if len(ranks) != get_world_size():
@@ -149,7 +151,7 @@ class RandomStateHook(Hook):
                 f'{len(ranks)} processes, this run has {get_world_size()}: '
                 'they are not restored',
                 logger='current',
-                level='WARNING')
+                level=logging.WARNING)
             return
         sampler = _sampler(runner.train_loop)
         seed = saved['data']['seed']
