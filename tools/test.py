@@ -8,7 +8,7 @@ import argparse
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 
-from proscale.utils.checkpoint_checks import (build_model_skeleton,
+from proscale.utils.checkpoint_checks import (build_config_model,
                                               check_checkpoint_matches)
 from proscale.utils.cli import (
     add_cfg_options_argument, add_launcher_arguments, build_runner,
@@ -68,7 +68,7 @@ def main() -> None:
         check_dataset_paths(cfg, ('test_dataloader', ))
         if not args.non_strict:
             check_checkpoint_matches(
-                build_model_skeleton(cfg), args.checkpoint)
+                build_config_model(cfg), args.checkpoint)
         runner = build_runner(cfg)
         if args.out is not None:
             runner.test_evaluator.metrics.append(

@@ -6,6 +6,7 @@ architecture only logs size-mismatch warnings, and the run then evaluates a
 partly random model. :func:`check_checkpoint_matches` turns that into one
 error line listing a few of the keys at fault.
 """
+import hashlib
 import os.path as osp
 import re
 import zipfile
@@ -26,6 +27,22 @@ _REVISE_KEYS = ((r'^module\.', ''), )
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model."""
+
+
+def checkpoint_sha256(path: str) -> str:
+    """Return the SHA-256 hex digest of a file (e.g. a checkpoint).
+
+    Args:
+        path (str): The file.
+
+    Returns:
+        str: 64 hex digits.
+    """
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_checkpoint(path: str) -> Any:
@@ -114,19 +131,18 @@ def state_dict_mismatch(model: nn.Module,
     return dict(missing=missing, unexpected=unexpected, shape=shape)
 
 
-def build_model_skeleton(cfg: Config) -> nn.Module:
-    """Build a config's model on the ``meta`` device: its parameter names
-    and shapes, without memory for the weights or their initialisation.
+def build_config_model(cfg: Config) -> nn.Module:
+    """Build a config's model on the CPU, for its parameter names and
+    shapes (no ``init_weights``: no pretrained weights are read).
 
     Args:
         cfg (Config): The full config (``model`` and ``default_scope``).
 
     Returns:
-        nn.Module: The model, with meta tensors.
+        nn.Module: The model.
     """
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    with torch.device('meta'):
-        return MODELS.build(cfg.model)
+    return MODELS.build(cfg.model)
 
 
 def check_checkpoint_matches(model: nn.Module, path: str) -> None:
@@ -134,7 +150,7 @@ def check_checkpoint_matches(model: nn.Module, path: str) -> None:
 
     Args:
         model (nn.Module): The model it will be loaded into (e.g. from
-            :func:`build_model_skeleton`).
+            :func:`build_config_model`).
         path (str): The checkpoint file.
 
     Raises:
