@@ -20,6 +20,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .checkpoint_checks import CheckpointError, read_checkpoint
+from .config_arguments import accepted_arguments
 from .compat import check_package_config_support
 from .distributed import init_cpu_distributed
 from .package_files import resolve_config_path
@@ -49,35 +50,50 @@ def _lookup(node: Any, part: str) -> Any:
 
 
 def check_cfg_option_keys(cfg: Config, options: Dict[str, Any]) -> None:
-    """Check that every ``--cfg-options`` key names an existing config key.
+    """Check the keys of ``--cfg-options``.
 
     ``Config.merge_from_dict`` silently adds unknown keys, so a typo such as
-    ``train_cfg.max_iter=10`` would be ignored.
+    ``train_cfg.max_iter=10`` would be ignored. A key is accepted when it
+    exists in the config, or when it is new but its last part is an
+    argument of the class that its parent dict builds (that dict's ``type``,
+    resolved through the registries), e.g. ``indices`` of
+    ``train_dataloader.dataset``.
 
     Args:
         cfg (Config): The loaded config.
         options (dict): Dotted keys to values, as parsed by ``DictAction``.
 
     Raises:
-        UserInputError: Naming the first unknown key and close matches.
+        UserInputError: Naming the first refused key and close matches
+            among the existing keys and accepted arguments.
     """
+    scope = cfg.get('default_scope', 'mmdet')
     for dotted_key in options:
         node: Any = cfg._cfg_dict
         parts = dotted_key.split('.')
         for depth, part in enumerate(parts):
             try:
                 node = _lookup(node, part)
+                continue
             except KeyError:
-                known = list(node.keys()) if isinstance(node, dict) else []
-                close = difflib.get_close_matches(part, known, n=3)
-                prefix = '.'.join(parts[:depth])
-                hint = (' Did you mean: ' + ', '.join(
-                    f"'{'.'.join(filter(None, [prefix, c]))}'"
-                    for c in close) + '?') if close else ''
-                raise UserInputError(
-                    f"--cfg-options: key '{dotted_key}' is not in the config "
-                    f"('{part}' not found under "
-                    f"'{prefix or '<root>'}').{hint}") from None
+                pass
+            is_last = depth == len(parts) - 1
+            accepted = accepted_arguments(node, scope) or set()
+            if is_last and part in accepted:
+                break
+            known = list(node.keys()) if isinstance(node, dict) else []
+            close = difflib.get_close_matches(
+                part, sorted(set(known) | accepted), n=3)
+            prefix = '.'.join(parts[:depth])
+            hint = (' Did you mean: ' + ', '.join(
+                f"'{'.'.join(filter(None, [prefix, c]))}'"
+                for c in close) + '?') if close else ''
+            target = (f" nor an argument of its type '{node['type']}'"
+                      if is_last and accepted else '')
+            raise UserInputError(
+                f"--cfg-options: key '{dotted_key}' is not in the config "
+                f"('{part}' not found under '{prefix or '<root>'}'{target})."
+                f'{hint}')
 
 
 def load_config(path: str,
@@ -115,8 +131,9 @@ def add_cfg_options_argument(parser: argparse.ArgumentParser) -> None:
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='override config settings, key=value (xxx=yyy); the keys must '
-        'exist in the config')
+        help='override config settings, key=value (xxx=yyy); a key must '
+        'exist in the config, or be an argument of the class its parent '
+        'dict builds (its type)')
 
 
 def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
