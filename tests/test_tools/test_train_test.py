@@ -337,3 +337,21 @@ def test_second_training_on_a_busy_work_dir_is_refused(
     assert f'work dir {work_dir} is in use by another training (pid ' \
         f'{os.getpid()} on host' in errors[0]
     assert after == before  # the refused run wrote nothing
+
+
+def test_runs_in_one_process_keep_their_own_scalars(tmp_path,
+                                                    run_tool_in_process,
+                                                    synthetic_cfg_options):
+    """Two trainings in one process (as the demo's stages run): each writes
+    its scalars to its own work dir (mmdet's configs name every visualizer
+    'visualizer', an mmengine global)."""
+    for name, iters in (('first', 1), ('second', 2)):
+        code, stderr = run_tool_in_process(
+            TRAIN, TINY_CONFIG, '--work-dir', tmp_path / name,
+            '--cfg-options', *synthetic_cfg_options, *SHORT_RUN,
+            f'train_cfg.max_iters={iters}', 'val_cfg=None',
+            'val_dataloader=None', 'val_evaluator=None')
+        assert code == 0, stderr
+    for name, iters in (('first', [1]), ('second', [1, 2])):
+        assert sorted(_scalars_by_iter(tmp_path / name)) == iters
+        assert len(list((tmp_path / name).glob('*/*.log'))) == 1

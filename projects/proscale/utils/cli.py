@@ -12,6 +12,7 @@ import json
 import os
 import os.path as osp
 import sys
+import uuid
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -280,6 +281,24 @@ def dump_json(obj: Any, path: Optional[str]) -> None:
         json.dump(obj, f, indent=2)
 
 
+def _own_visualizer(cfg: Config) -> None:
+    """Give a run a visualizer instance of its own.
+
+    mmengine builds the visualizer with ``get_instance(name)`` and mmdet's
+    configs name it ``'visualizer'``, so a second runner in the same process
+    (the demo's stages, in-process tests) would get the first one back and
+    write its scalars into the first run's ``vis_data``.
+
+    Args:
+        cfg (Config): The config; its ``visualizer`` name gets a unique
+            suffix.
+    """
+    visualizer = cfg.get('visualizer')
+    if isinstance(visualizer, dict):
+        visualizer['name'] = (f"{visualizer.get('name', 'visualizer')}_"
+                              f'{uuid.uuid4().hex[:8]}')
+
+
 def build_runner(cfg: Config) -> Runner:
     """Build the runner of a config, as mmdet's tools do.
 
@@ -294,6 +313,7 @@ def build_runner(cfg: Config) -> Runner:
         Runner: ``Runner.from_cfg(cfg)``, or the config's ``runner_type``.
     """
     init_cpu_distributed(cfg)
+    _own_visualizer(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
