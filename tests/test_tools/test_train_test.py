@@ -22,9 +22,9 @@ TINY_CONFIG = ('configs/mask2former/'
                'mask2former_r18_1xb4-tiny_synthetic-panoptic.py')
 TRAIN = 'tools/train.py'
 TEST = 'tools/test.py'
-# Short runs: 4 iterations of batch 2, a checkpoint every 2 iterations,
-# validation at the end, every iteration logged.
-SHORT_RUN = ('train_cfg.max_iters=4', 'train_cfg.val_interval=4',
+# Short runs: 4 iterations of batch 2, a checkpoint and a validation every 2
+# iterations, every iteration logged.
+SHORT_RUN = ('train_cfg.max_iters=4', 'train_cfg.val_interval=2',
              'default_hooks.checkpoint.interval=2',
              'default_hooks.logger.interval=1',
              'train_dataloader.batch_size=2')
@@ -129,7 +129,8 @@ def _kill_after_checkpoint(work_dir: Path, checkpoint: str,
 def test_killed_and_resumed_run_matches_uninterrupted_run(
         trained, tmp_path, run_tool, synthetic_cfg_options):
     """SIGKILL after the iteration-2 checkpoint, ``--resume``: iterations 3
-    and 4 give the same losses and weights as the uninterrupted run."""
+    and 4 give the same losses and weights as the uninterrupted run (which
+    validated at iteration 2, after that checkpoint)."""
     work_dir = tmp_path / 'killed'
     args = [
         TINY_CONFIG, '--work-dir', work_dir, '--cfg-options',

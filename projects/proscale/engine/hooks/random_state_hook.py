@@ -112,20 +112,37 @@ class RandomStateHook(Hook):
 
     With ``IterBasedTrainLoop`` the states are restored after the loop has
     skipped the already trained batches, just before the first new batch is
-    loaded; with other loops, before training starts.
+    loaded; with other loops, before training starts. Validation runs with
+    the training's random states set aside and put back afterwards, so
+    whether a validation ran does not change the training's numbers.
     """
 
     priority = 'VERY_LOW'
 
     def __init__(self) -> None:
         self._resumed: Optional[Dict[str, Any]] = None
+        self._training_states: Optional[Dict[str, Any]] = None
+
+    def before_val(self, runner) -> None:
+        """Keep the training's random states while validation runs."""
+        self._training_states = capture_random_states()
+
+    def after_val(self, runner) -> None:
+        """Give the training its random states back: validation (e.g. the
+        seed its dataloader draws) does not shift the training's numbers,
+        so a resumed run that skips a validation stays exact."""
+        if self._training_states is not None:
+            restore_random_states(self._training_states)
+            self._training_states = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Add every rank's random states and the data position."""
+        """Add every rank's random states (the training's, also for a
+        checkpoint saved during validation) and the data position."""
         sampler = _sampler(runner.train_loop)
         meta = checkpoint.get('meta', {})
+        states = self._training_states or capture_random_states()
         checkpoint[CHECKPOINT_KEY] = dict(
-            ranks=all_gather_object(capture_random_states()),
+            ranks=all_gather_object(states),
             data=dict(
                 iter=meta.get('iter', runner.iter),
                 epoch=meta.get('epoch', runner.epoch),
