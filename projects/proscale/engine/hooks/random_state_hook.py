@@ -117,7 +117,9 @@ class RandomStateHook(Hook):
     whether a validation ran does not change the training's numbers.
     """
 
-    priority = 'VERY_LOW'
+    # First: the training's states are set aside before any other hook
+    # draws in ``before_val``.
+    priority = 'VERY_HIGH'
 
     def __init__(self) -> None:
         self._resumed: Optional[Dict[str, Any]] = None
