@@ -36,7 +36,10 @@ def test_states_restored_after_the_skipped_batches():
     runner = SimpleNamespace(
         train_loop=loop, iter=2, epoch=0, cfg=dict(resume=True))
     checkpoint = dict(meta=dict(iter=2, epoch=0))
+    hook.after_train_iter(runner, batch_idx=1)
     hook.before_save_checkpoint(runner, checkpoint)
+    assert checkpoint['random_states']['data'] == dict(
+        iter=2, epoch=0, seed=None)
     expected = _draw()  # the uninterrupted run's next batch
 
     hook.after_load_checkpoint(runner, checkpoint)

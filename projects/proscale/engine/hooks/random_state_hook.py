@@ -117,13 +117,14 @@ class RandomStateHook(Hook):
     whether a validation ran does not change the training's numbers.
     """
 
-    # First: the training's states are set aside before any other hook
-    # draws in ``before_val``.
+    # First: the states are taken before any other hook draws in
+    # ``before_val`` or ``after_train_iter``.
     priority = 'VERY_HIGH'
 
     def __init__(self) -> None:
         self._resumed: Optional[Dict[str, Any]] = None
         self._training_states: Optional[Dict[str, Any]] = None
+        self._latest: Optional[List[Dict[str, Any]]] = None
 
     def before_val(self, runner) -> None:
         """Keep the training's random states while validation runs."""
@@ -137,14 +138,35 @@ class RandomStateHook(Hook):
             restore_random_states(self._training_states)
             self._training_states = None
 
+    def _snapshot(self) -> None:
+        """Keep every rank's current states for the next checkpoint.
+
+        Checkpoints are saved by rank 0 only (``Runner.save_checkpoint`` is
+        ``master_only``), so with several processes the states are gathered
+        here, on every rank, after every training iteration (a few kB per
+        rank).
+        """
+        states = capture_random_states()
+        self._latest = all_gather_object(
+            states) if get_world_size() > 1 else [states]
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        """Snapshot the states a checkpoint saved now must hold."""
+        self._snapshot()
+
+    def after_train_epoch(self, runner) -> None:
+        """Snapshot the states a checkpoint saved now must hold."""
+        self._snapshot()
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Add every rank's random states (the training's, also for a
-        checkpoint saved during validation) and the data position."""
+        """Add every rank's random states (as at the end of the last
+        training iteration, also for a checkpoint saved during validation)
+        and the data position."""
         sampler = _sampler(runner.train_loop)
         meta = checkpoint.get('meta', {})
-        states = self._training_states or capture_random_states()
         checkpoint[CHECKPOINT_KEY] = dict(
-            ranks=all_gather_object(states),
+            ranks=self._latest or [capture_random_states()],
             data=dict(
                 iter=meta.get('iter', runner.iter),
                 epoch=meta.get('epoch', runner.epoch),
