@@ -10,6 +10,8 @@ import proscale  # noqa: F401 # isort: skip
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 
+from proscale.utils.checkpoint_checks import (build_config_model,
+                                              check_checkpoint_matches)
 from proscale.utils.cli import (
     add_cfg_options_argument, add_launcher_arguments, build_runner,
     check_checkpoint, check_dataset_paths, load_config, parse_launcher_args,
@@ -27,7 +29,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--out',
         type=str,
-        help='dump predictions to a pickle file for offline evaluation')
+        help='dump predictions to a pickle file (.pkl or .pickle) for '
+        'offline evaluation')
+    parser.add_argument(
+        '--non-strict',
+        action='store_true',
+        help='load a checkpoint that does not hold exactly the weights of '
+        "the config's model (mmengine's default, with warnings); without "
+        'it such a checkpoint is an error')
     parser.add_argument(
         '--show', action='store_true', help='show prediction results')
     parser.add_argument(
@@ -39,7 +48,11 @@ def parse_args() -> argparse.Namespace:
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     add_cfg_options_argument(parser)
     add_launcher_arguments(parser)
-    return parse_launcher_args(parser)
+    args = parse_launcher_args(parser)
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        parser.error(f'--out {args.out}: the dump file must be a .pkl or '
+                     '.pickle file')
+    return args
 
 
 def main() -> None:
@@ -55,10 +68,11 @@ def main() -> None:
 
     with report_user_errors(cfg):
         check_dataset_paths(cfg, ('test_dataloader', ))
+        if not args.non_strict:
+            check_checkpoint_matches(
+                build_config_model(cfg), args.checkpoint)
         runner = build_runner(cfg)
         if args.out is not None:
-            if not args.out.endswith(('.pkl', '.pickle')):
-                raise ValueError(f'--out: {args.out} must be a .pkl file')
             runner.test_evaluator.metrics.append(
                 DumpDetResults(out_file_path=args.out))
         runner.test()

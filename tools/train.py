@@ -9,10 +9,12 @@ import os.path as osp
 
 # Before torch: OpenMP threads wait passively (proscale.openmp_env).
 import proscale  # noqa: F401 # isort: skip
+from proscale.engine.hooks import add_random_state_hook
 from proscale.utils.cli import (
     add_cfg_options_argument, add_launcher_arguments, add_max_iters_argument,
     build_runner, check_dataset_paths, load_config, parse_launcher_args,
     report_user_errors, set_work_dir)
+from proscale.utils.work_dir_lock import WorkDirLock
 
 
 def parse_args() -> argparse.Namespace:
@@ -48,6 +50,7 @@ def main() -> None:
         cfg = load_config(args.config, args.cfg_options, args.max_iters)
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.config, args.work_dir)
+    add_random_state_hook(cfg)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
@@ -68,8 +71,9 @@ def main() -> None:
             raise FileNotFoundError(f'--resume: checkpoint {args.resume} '
                                     'does not exist')
         check_dataset_paths(cfg, ('train_dataloader', 'val_dataloader'))
-        runner = build_runner(cfg)
-        runner.train()
+        with WorkDirLock(cfg.work_dir):
+            runner = build_runner(cfg)
+            runner.train()
 
 
 if __name__ == '__main__':

@@ -182,6 +182,16 @@ def test_tools_reject_bad_arguments(tool, argv):
     assert error.value.code == 2
 
 
+@pytest.mark.parametrize('shape', [('0', '0'), ('-64', '64'), ('64', 'x')])
+def test_get_flops_refuses_bad_shapes(shape, capsys):
+    with pytest.raises(SystemExit) as error:
+        load_tool('get_flops').parse_args(['c.py', '--shape', *shape])
+    assert error.value.code == 2
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err
+    assert 'argument --shape: must be an integer >= 1, got' in err
+
+
 def test_get_flops_names_missing_config(get_flops, tmp_path, capsys):
     with pytest.raises(SystemExit):
         get_flops.main([str(tmp_path / 'missing.py'), '--shape', '64', '64'])

@@ -76,6 +76,20 @@ def test_every_stage_runs_and_reports(small_demo: Path):
     assert (summary['proscale']['encoder_gflops']
             < summary['baseline']['encoder_gflops'])
 
+    # each training keeps its own log and scalars (one process, one
+    # mmengine global state)
+    for name in ('baseline', 'proscale', 'eco_parent'):
+        logs = list((small_demo / 'train' / name).glob('*/*.log'))
+        scalars = list(
+            (small_demo / 'train' / name).glob('*/vis_data/scalars.json'))
+        assert len(logs) == len(scalars) == 1, name
+        iters = [
+            json.loads(line)['iter']
+            for line in scalars[0].read_text().splitlines()
+            if 'loss' in json.loads(line)
+        ]
+        assert iters == sorted(set(iters)) and iters, (name, iters)
+
     assert (small_demo / 'pq_vs_gflops.png').read_bytes()[:4] == b'\x89PNG'
     images = sorted((small_demo / 'visualisations').glob('*.png'))
     assert len(images) == settings.num_visualisations

@@ -9,17 +9,20 @@ import importlib.util
 import json
 import pickle
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
-from proscale.evaluation import ExitDataset
+from proscale.evaluation import ExitDataset, load_exit_dataset
 from proscale.evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
                                               EXIT_DATASET_VERSION)
 from proscale.eco.exit_samples import load_exit_samples
 from proscale.eco.gate_training import train_gate
-from proscale.models.gates import (exit_utility, hard_exit_targets, load_gate)
+from proscale.models.gates import (ExitGate, exit_utility, hard_exit_targets,
+                                   load_gate, save_gate)
+from proscale.utils.checkpoint_checks import checkpoint_sha256
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GATED_CONFIG = (
@@ -63,6 +66,20 @@ def derived(tmp_path_factory) -> str:
             format_version=EXIT_DATASET_VERSION,
             exits=list(EXITS),
             checkpoint=dict(path='parent.pth', sha256='0' * 64))).save(path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def parent_derived(derived, tiny_eco_parent_checkpoint,
+                   tmp_path_factory) -> str:
+    """:func:`derived`, recorded as derived from the session's tiny parent
+    (``derived`` names another parent)."""
+    parent = tiny_eco_parent_checkpoint[1]
+    dataset = load_exit_dataset(derived)
+    dataset.meta['checkpoint'] = dict(
+        path=parent, sha256=checkpoint_sha256(parent))
+    path = str(tmp_path_factory.mktemp('parent_derived') / 'derived.npz')
+    dataset.save(path)
     return path
 
 
@@ -123,12 +140,14 @@ def test_train_gate_input_errors(derived, tmp_path, capsys):
 
 def test_merged_checkpoint_runs_in_test_py(tiny_eco_parent_checkpoint,
                                            synthetic_cfg_options, run_tool,
-                                           derived, tmp_path):
+                                           parent_derived, tmp_path):
     _, parent = tiny_eco_parent_checkpoint
     gate_file = str(tmp_path / 'gate.pth')
     merged = str(tmp_path / 'merged.pth')
-    _tool('train_gate').main(
-        [derived, '--beta', '0.005', '--out', gate_file, '--iters', '100'])
+    _tool('train_gate').main([
+        parent_derived, '--beta', '0.005', '--out', gate_file, '--iters',
+        '100'
+    ])
     _tool('merge_gate').main(
         [parent, gate_file, '--out', merged, '--config', GATED_CONFIG])
     merged_state = torch.load(merged)['state_dict']
@@ -154,12 +173,12 @@ def test_merged_checkpoint_runs_in_test_py(tiny_eco_parent_checkpoint,
     assert predictions and all(p['exit_layer'] in EXITS for p in predictions)
 
 
-def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options, derived,
-                    tmp_path, capsys):
+def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options,
+                    parent_derived, tmp_path, capsys):
     config, parent = tiny_eco_parent_checkpoint
     out_dir = tmp_path / 'sweep'
     rows = _tool('sweep_beta').main([
-        config, parent, derived, '--betas', '1', '0', '--out-dir',
+        config, parent, parent_derived, '--betas', '1', '0', '--out-dir',
         str(out_dir), '--iters', '100', '--flops-images', '1', '--cfg-options',
         *synthetic_cfg_options
     ])
@@ -183,6 +202,70 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options, derived,
     assert 0 < table['gate_gflops'] < 0.01 * gflops[0]
     assert (out_dir / 'sweep.png').stat().st_size > 0
     assert load_gate(by_policy['beta0']['gate_file'])[1]['beta'] == 0
+
+
+def _exit_code_and_error(tool: str, argv: list, capsys) -> tuple:
+    """Run a tool's ``main`` that must fail; return its code and stderr."""
+    with pytest.raises(SystemExit) as error:
+        _tool(tool).main(argv)
+    return error.value.code, capsys.readouterr().err
+
+
+def test_merge_gate_refuses_a_gate_of_another_parent(
+        tiny_eco_parent_checkpoint, derived, tmp_path, capsys):
+    _, parent = tiny_eco_parent_checkpoint
+    gate_file, merged = str(tmp_path / 'gate.pth'), tmp_path / 'merged.pth'
+    _tool('train_gate').main(
+        [derived, '--beta', '0.005', '--out', gate_file, '--iters', '20'])
+    argv = [parent, gate_file, '--out', str(merged)]
+    code, err = _exit_code_and_error('merge_gate', argv, capsys)
+    assert code == 2 and 'Traceback' not in err
+    assert (f'error: gate file {gate_file} was derived from the parent '
+            f'checkpoint parent.pth (sha256 000000000000), not from {parent}'
+            ) in err and '--force' in err
+    assert not merged.exists()
+    with mock.patch('proscale.eco.provenance.print_log') as print_log:
+        _tool('merge_gate').main(argv + ['--force'])
+    assert merged.is_file()
+    assert 'used anyway (--force)' in print_log.call_args.args[0]
+
+
+def test_merge_gate_names_a_gate_with_other_exits(tiny_eco_parent_checkpoint,
+                                                  tmp_path, capsys):
+    _, parent = tiny_eco_parent_checkpoint
+    gate_file, merged = str(tmp_path / 'gate.pth'), tmp_path / 'merged.pth'
+    gate = ExitGate(exits=(2, 4, 6), in_channels=64)
+    save_gate(
+        gate,
+        dict(
+            gate_cfg=dict(type='ExitGate', exits=[2, 4, 6], in_channels=64),
+            derived=dict(
+                checkpoint=dict(
+                    path=parent, sha256=checkpoint_sha256(parent)))),
+        gate_file)
+    code, err = _exit_code_and_error(
+        'merge_gate',
+        [parent, gate_file, '--out',
+         str(merged), '--config', GATED_CONFIG], capsys)
+    errors = [line for line in err.splitlines() if line.startswith('error')]
+    assert code == 2 and len(errors) == 1 and 'Traceback' not in err
+    assert 'does not match the trained gate in' in errors[0]
+    assert "'exits': [2, 4, 6]" in errors[0]
+    assert not merged.exists()
+
+
+def test_sweep_beta_refuses_data_of_another_parent(tiny_eco_parent_checkpoint,
+                                                   derived, tmp_path, capsys):
+    config, parent = tiny_eco_parent_checkpoint
+    out_dir = tmp_path / 'sweep'
+    code, err = _exit_code_and_error('sweep_beta', [
+        config, parent, derived, '--betas', '0', '--out-dir',
+        str(out_dir)
+    ], capsys)
+    assert code == 2 and 'Traceback' not in err
+    assert f'error: derived dataset {derived} was derived from the parent ' \
+        'checkpoint parent.pth' in err
+    assert not out_dir.exists()
 
 
 @pytest.mark.heavy

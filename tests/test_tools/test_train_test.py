@@ -6,19 +6,26 @@ interpreter start-up and imports: much cheaper).
 """
 import json
 import math
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from proscale.utils.work_dir_lock import WorkDirLock
+
 TINY_CONFIG = ('configs/mask2former/'
                'mask2former_r18_1xb4-tiny_synthetic-panoptic.py')
 TRAIN = 'tools/train.py'
 TEST = 'tools/test.py'
-# Short runs: 4 iterations of batch 2, a checkpoint every 2 iterations,
-# validation at the end, every iteration logged.
-SHORT_RUN = ('train_cfg.max_iters=4', 'train_cfg.val_interval=4',
+# Short runs: 4 iterations of batch 2, a checkpoint and a validation every 2
+# iterations, every iteration logged.
+SHORT_RUN = ('train_cfg.max_iters=4', 'train_cfg.val_interval=2',
              'default_hooks.checkpoint.interval=2',
              'default_hooks.logger.interval=1',
              'train_dataloader.batch_size=2')
@@ -106,6 +113,69 @@ def test_resume_continues_from_saved_iteration(trained, tmp_path,
     assert _checkpoint_iter(work_dir / 'iter_6.pth') == 6
 
 
+def _scalars_by_iter(work_dir: Path) -> dict:
+    """Map iteration -> training scalars, over every run in ``work_dir``."""
+    records = {}
+    for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if 'loss' in record:
+                records[record['iter']] = record
+    return records
+
+
+def _kill_after_checkpoint(work_dir: Path, checkpoint: str,
+                           args: list) -> None:
+    """Start ``tools/train.py`` and SIGKILL it once ``checkpoint`` is the
+    last one it saved."""
+    proc = subprocess.Popen([sys.executable, TRAIN, *map(str, args)],
+                            cwd=Path(__file__).resolve().parents[2],
+                            env={
+                                **os.environ, 'OMP_NUM_THREADS': '1'
+                            },
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last = work_dir / 'last_checkpoint'
+    deadline = time.monotonic() + 300
+    while not (last.is_file() and last.read_text().endswith(checkpoint)):
+        assert proc.poll() is None, 'the training ended before the kill'
+        assert time.monotonic() < deadline, 'no checkpoint in time'
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_killed_and_resumed_run_matches_uninterrupted_run(
+        trained, tmp_path, run_tool, synthetic_cfg_options):
+    """SIGKILL after the iteration-2 checkpoint, ``--resume``: iterations 3
+    and 4 give the same losses and weights as the uninterrupted run (which
+    validated at iteration 2, after that checkpoint)."""
+    work_dir = tmp_path / 'killed'
+    args = [
+        TINY_CONFIG, '--work-dir', work_dir, '--cfg-options',
+        *synthetic_cfg_options, *SHORT_RUN
+    ]
+    _kill_after_checkpoint(work_dir, 'iter_2.pth', args)
+    states = torch.load(
+        str(work_dir / 'iter_2.pth'), map_location='cpu')['random_states']
+    assert set(states['ranks'][0]) == {'python', 'numpy', 'torch', 'cuda'}
+    assert states['data']['iter'] == 2 and states['data']['seed'] is not None
+    run_tool(TRAIN, *args[:3], '--resume', work_dir / 'iter_2.pth',
+             *args[3:])
+    resumed, uninterrupted = _scalars_by_iter(work_dir), _scalars_by_iter(
+        trained)
+    for it in (3, 4):
+        for key in ('loss', 'loss_cls', 'loss_mask', 'loss_dice',
+                    'grad_norm'):
+            assert resumed[it][key] == uninterrupted[it][key], (it, key)
+    weights = [
+        torch.load(str(path / 'iter_4.pth'), map_location='cpu')['state_dict']
+        for path in (work_dir, trained)
+    ]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[1])
+
+
 @pytest.mark.heavy
 def test_torchrun_trains_and_tests_on_cpu(tmp_path, run_tool,
                                           synthetic_cfg_options):
@@ -180,3 +250,129 @@ def test_bad_input_gives_one_clear_error(case, tmp_path, run_tool_in_process,
     assert 'Traceback' not in stderr
     errors = [line for line in stderr.splitlines() if line.startswith('error')]
     assert len(errors) == 1 and named in errors[0], stderr
+
+
+def _error_lines(stderr: str) -> list:
+    assert 'Traceback' not in stderr
+    return [line for line in stderr.splitlines() if line.startswith('error')]
+
+
+def test_test_refuses_a_checkpoint_of_another_model(trained, tmp_path,
+                                                    run_tool_in_process,
+                                                    synthetic_cfg_options):
+    """The baseline's checkpoint on the PRO-SCALE config: one line naming
+    the file and a few keys at fault; ``--non-strict`` loads it anyway."""
+    proscale = ('configs/proscale/'
+                'mask2former_r18_proscale-333_1xb4-tiny_synthetic-panoptic.py')
+    args = (proscale, trained / 'iter_4.pth', '--cfg-options',
+            *synthetic_cfg_options)
+    code, stderr = run_tool_in_process(TEST, *args, '--work-dir',
+                                       tmp_path / 'strict')
+    errors = _error_lines(stderr)
+    assert code == 2 and len(errors) == 1, stderr
+    assert f"checkpoint {trained / 'iter_4.pth'} does not fit" in errors[0]
+    assert 'with another shape (panoptic_head.pixel_decoder.' in errors[0]
+    assert not (tmp_path / 'strict').exists()
+    code, stderr = run_tool_in_process(TEST, *args, '--non-strict',
+                                       '--work-dir', tmp_path / 'loose')
+    assert code == 0, stderr
+
+
+@pytest.mark.parametrize('content', [b'', b'not a checkpoint', 'truncated'])
+def test_test_names_an_unreadable_checkpoint(content, trained, tmp_path,
+                                             run_tool_in_process,
+                                             synthetic_cfg_options):
+    checkpoint = tmp_path / 'bad.pth'
+    if content == 'truncated':
+        content = (trained / 'iter_4.pth').read_bytes()[:100000]
+    checkpoint.write_bytes(content)
+    code, stderr = run_tool_in_process(TEST, TINY_CONFIG, checkpoint,
+                                       '--work-dir', tmp_path / 'work',
+                                       '--cfg-options',
+                                       *synthetic_cfg_options)
+    errors = _error_lines(stderr)
+    assert code == 2 and len(errors) == 1, stderr
+    assert f'checkpoint {checkpoint} cannot be read' in errors[0]
+    assert not (tmp_path / 'work').exists()
+
+
+def test_test_refuses_an_unsupported_out_format(trained, tmp_path,
+                                                run_tool_in_process):
+    code, stderr = run_tool_in_process(TEST, TINY_CONFIG,
+                                       trained / 'iter_4.pth', '--out',
+                                       tmp_path / 'x.json', '--work-dir',
+                                       tmp_path / 'work')
+    assert code == 2
+    assert f"--out {tmp_path / 'x.json'}: the dump file must be a .pkl" in (
+        stderr)
+    assert not (tmp_path / 'work').exists()
+
+
+@pytest.mark.parametrize('tool', [TRAIN, TEST])
+def test_missing_evaluator_file_is_named_before_the_work_dir(
+        tool, trained, tmp_path, run_tool_in_process, synthetic_cfg_options):
+    missing = tmp_path / 'nowhere.json'
+    evaluator = 'val_evaluator' if tool == TRAIN else 'test_evaluator'
+    checkpoint = [] if tool == TRAIN else [trained / 'iter_4.pth']
+    code, stderr = run_tool_in_process(tool, TINY_CONFIG, *checkpoint,
+                                       '--work-dir', tmp_path / 'work',
+                                       '--cfg-options',
+                                       *synthetic_cfg_options,
+                                       f'{evaluator}.0.ann_file={missing}')
+    errors = _error_lines(stderr)
+    assert code == 2 and len(errors) == 1, stderr
+    assert f"{evaluator}.0.ann_file: '{missing}' does not exist" in errors[0]
+    assert not (tmp_path / 'work').exists()
+
+
+def test_annotation_without_categories_is_named(tmp_path, run_tool_in_process,
+                                                synthetic_data_root,
+                                                make_synthetic_cfg_options):
+    root = tmp_path / 'data'
+    shutil.copytree(synthetic_data_root, root)
+    ann_file = root / 'annotations' / 'panoptic_train.json'
+    content = json.loads(ann_file.read_text())
+    del content['categories']
+    ann_file.write_text(json.dumps(content))
+    code, stderr = run_tool_in_process(TRAIN, TINY_CONFIG, '--work-dir',
+                                       tmp_path / 'work', '--cfg-options',
+                                       *make_synthetic_cfg_options(f'{root}/'),
+                                       *SHORT_RUN)
+    errors = _error_lines(stderr)
+    assert code == 2 and len(errors) == 1, stderr
+    assert (f"train_dataloader.dataset.ann_file '{ann_file}': the JSON has "
+            "no 'categories' key") in errors[0]
+
+
+def test_second_training_on_a_busy_work_dir_is_refused(
+        tmp_path, run_tool_in_process, synthetic_cfg_options):
+    work_dir = tmp_path / 'work'
+    with WorkDirLock(str(work_dir)):
+        before = sorted(work_dir.iterdir())
+        code, stderr = run_tool_in_process(TRAIN, TINY_CONFIG, '--work-dir',
+                                           work_dir, '--cfg-options',
+                                           *synthetic_cfg_options, *SHORT_RUN)
+        after = sorted(work_dir.iterdir())
+    errors = _error_lines(stderr)
+    assert code == 2 and len(errors) == 1, stderr
+    assert f'work dir {work_dir} is in use by another training (pid ' \
+        f'{os.getpid()} on host' in errors[0]
+    assert after == before  # the refused run wrote nothing
+
+
+def test_runs_in_one_process_keep_their_own_scalars(tmp_path,
+                                                    run_tool_in_process,
+                                                    synthetic_cfg_options):
+    """Two trainings in one process (as the demo's stages run): each writes
+    its scalars to its own work dir (mmdet's configs name every visualizer
+    'visualizer', an mmengine global)."""
+    for name, iters in (('first', 1), ('second', 2)):
+        code, stderr = run_tool_in_process(
+            TRAIN, TINY_CONFIG, '--work-dir', tmp_path / name,
+            '--cfg-options', *synthetic_cfg_options, *SHORT_RUN,
+            f'train_cfg.max_iters={iters}', 'val_cfg=None',
+            'val_dataloader=None', 'val_evaluator=None')
+        assert code == 0, stderr
+    for name, iters in (('first', [1]), ('second', [1, 2])):
+        assert sorted(_scalars_by_iter(tmp_path / name)) == iters
+        assert len(list((tmp_path / name).glob('*/*.log'))) == 1

@@ -49,6 +49,38 @@ def test_typo_names_key_and_suggestion(config, key, named):
     assert named in str(error.value)
 
 
+TINY_CONFIG = ('configs/mask2former/'
+               'mask2former_r18_1xb4-tiny_synthetic-panoptic.py')
+
+
+@pytest.mark.parametrize('key, value', [
+    ('train_dataloader.dataset.indices', 8),
+    ('model.backbone.frozen_stages', 1),
+    ('train_dataloader.sampler.round_up', False),
+])
+def test_new_key_accepted_when_its_class_takes_it(key, value):
+    """New keys pass when the class of the parent dict's ``type`` (here
+    CocoPanopticDataset, ResNet, DefaultSampler) takes them."""
+    cfg = load_config(TINY_CONFIG, {key: value})
+    node = cfg
+    for part in key.split('.'):
+        node = node[part]
+    assert node == value
+
+
+@pytest.mark.parametrize('key, named', [
+    ('train_cfg.max_iter', "Did you mean: 'train_cfg.max_iters'"),
+    ('train_dataloader.dataset.indice',
+     "nor an argument of its type 'CocoPanopticDataset'). Did you mean: "
+     "'train_dataloader.dataset.indices'?"),
+    ('model.backbone.frozen_stage', "'model.backbone.frozen_stages'"),
+])
+def test_new_key_refused_with_suggestions(key, named):
+    with pytest.raises(UserInputError, match=key) as error:
+        load_config(TINY_CONFIG, {key: 1})
+    assert named in str(error.value)
+
+
 def test_missing_paths_name_the_key(config, tmp_path):
     check_dataset_paths(config)
     config.train_dataloader.dataset.ann_file = 'missing.json'

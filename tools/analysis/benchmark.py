@@ -18,7 +18,7 @@ from proscale.analysis import (benchmark, build_analysis_model,
                                make_workload)
 from proscale.analysis.latency import BENCHMARK_PARTS
 from proscale.utils.cli import (add_cfg_options_argument, dump_json,
-                                report_user_errors)
+                                positive_int, report_user_errors)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -29,7 +29,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'configs', nargs='+', help='config files (or pkg::paths)')
     parser.add_argument(
         '--shape',
-        type=int,
+        type=positive_int,
         nargs=2,
         required=True,
         metavar=('H', 'W'),

@@ -21,7 +21,7 @@ from proscale.analysis import (average_flops, build_analysis_model,
                                count_flops, fixed_shape_batch, format_flops,
                                load_analysis_config)
 from proscale.utils.cli import (add_cfg_options_argument, check_dataset_paths,
-                                dump_json, report_user_errors)
+                                dump_json, positive_int, report_user_errors)
 
 JSON_KEYS = ('total', 'backbone', 'encoder', 'decoder', 'msda_sampling',
              'params', 'num_images', 'shape')
@@ -36,13 +36,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
         '--shape',
-        type=int,
+        type=positive_int,
         nargs=2,
         metavar=('H', 'W'),
         help='count one input of this size (no dataset needed)')
     size.add_argument(
         '--num-images',
-        type=int,
+        type=positive_int,
         help='average over this many images of the test dataloader at '
         f'their test sizes (default: {DEFAULT_NUM_IMAGES})')
     parser.add_argument(
@@ -66,7 +66,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     with report_user_errors():
         cfg = load_analysis_config(args.config, args.cfg_options)
         if args.shape is None:
-            check_dataset_paths(cfg, ('test_dataloader', ))
+            check_dataset_paths(cfg, ('test_dataloader', ), evaluators=False)
     with report_user_errors(cfg):
         torch.manual_seed(0)
         model = build_analysis_model(cfg, args.device, args.checkpoint)

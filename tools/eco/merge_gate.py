@@ -13,9 +13,10 @@ Example:
 import argparse
 from typing import List, Optional
 
-from proscale.models.gates import merge_gate
-from proscale.utils.cli import (
-    load_config, report_user_errors)
+from proscale.eco.provenance import check_parent_checkpoint
+from proscale.models.gates import load_gate, merge_gate
+from proscale.utils.cli import (UserInputError, check_checkpoint, load_config,
+                                report_user_errors)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -29,6 +30,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--config',
         help='gated config the merged checkpoint is for: its model.gate '
         'must match the trained gate')
+    parser.add_argument(
+        '--force',
+        action='store_true',
+        help='merge a gate trained on data derived from another parent '
+        'checkpoint (a warning instead of an error)')
     return parser.parse_args(argv)
 
 
@@ -42,7 +48,16 @@ def main(argv: Optional[List[str]] = None) -> None:
                 raise ValueError(f'{args.config}: model.gate is not set; use '
                                  'a gated config')
             gate_cfg = model_cfg.gate
-        meta = merge_gate(args.parent, args.gate, args.out, gate_cfg)
+        check_checkpoint(args.parent)
+        try:
+            derived = load_gate(args.gate)[1].get('derived')
+            check_parent_checkpoint(
+                derived.get('checkpoint')
+                if isinstance(derived, dict) else None, args.parent,
+                f'gate file {args.gate}', args.force)
+            meta = merge_gate(args.parent, args.gate, args.out, gate_cfg)
+        except ValueError as error:  # a gate that does not fit the parent
+            raise UserInputError(str(error)) from error
     print(f"merged the gate (exits {tuple(meta['gate_cfg']['exits'])}, beta "
           f"{meta['beta']:g}) into {args.out}")
 

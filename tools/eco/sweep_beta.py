@@ -25,6 +25,8 @@ from proscale.analysis.exit_flops import (
     count_exit_gflops, count_gate_gflops)
 from proscale.eco.exit_samples import (
     load_exit_samples)
+from proscale.eco.provenance import (ParentMismatchError,
+                                     check_parent_checkpoint)
 from proscale.eco.gate_sweep import (
     format_sweep, plot_sweep, sweep_rows)
 from proscale.eco.gate_training import (
@@ -33,9 +35,9 @@ from proscale.eco.gate_training import (
 from proscale.engine.loops import split_policy_metrics
 from proscale.models.gates import save_gate
 from proscale.utils.cli import (
-    add_cfg_options_argument, add_flops_images_argument, build_runner,
-    check_checkpoint, check_dataset_paths, dump_json, load_config,
-    report_user_errors)
+    UserInputError, add_cfg_options_argument, add_flops_images_argument,
+    build_runner, check_checkpoint, check_dataset_paths, dump_json,
+    load_config, report_user_errors)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -53,6 +55,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add_gate_training_arguments(parser)
     add_flops_images_argument(parser, zero_means='plots against mean depth')
     parser.add_argument('--work-dir', help='folder for the logs')
+    parser.add_argument(
+        '--force',
+        action='store_true',
+        help='use a derived dataset computed from another parent checkpoint '
+        '(a warning instead of an error)')
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     if any(beta < 0 for beta in args.betas):
@@ -77,6 +84,13 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         cfg = load_config(args.config, args.cfg_options)
         check_checkpoint(args.checkpoint)
         samples = load_exit_samples(args.derived)
+        try:
+            check_parent_checkpoint(samples.meta.get('checkpoint'),
+                                    args.checkpoint,
+                                    f'derived dataset {args.derived}',
+                                    args.force)
+        except ParentMismatchError as error:
+            raise UserInputError(str(error)) from error
         evaluator = _panoptic_evaluator(cfg)
 
     gate_dir = osp.join(args.out_dir, 'gates')
@@ -95,7 +109,10 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
                 beta,
                 args.loss,
                 temperature=args.temperature,
-                derived=osp.abspath(args.derived)), gate_files[name])
+                derived=dict(
+                    path=osp.abspath(args.derived),
+                    checkpoint=samples.meta.get('checkpoint'),
+                    dataset=samples.meta.get('dataset'))), gate_files[name])
 
     # the parent runs without its gate; every policy is evaluated in the loop
     cfg.model.pop('gate', None)

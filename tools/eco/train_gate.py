@@ -30,7 +30,7 @@ from proscale.eco.gate_training import (
     gate_training_kwargs)
 from proscale.models.gates import save_gate
 from proscale.utils.cli import (
-    UserInputError, dump_json, report_user_errors)
+    UserInputError, dump_json, positive_int, report_user_errors)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -68,7 +68,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='parent config: count the GFLOPs of every exit at --shape')
     parser.add_argument(
         '--shape',
-        type=int,
+        type=positive_int,
         nargs=2,
         metavar=('H', 'W'),
         help='input size for counting GFLOPs with --config')

@@ -15,10 +15,14 @@ returns for a data set made of that one image:
   ``IoU > 0.5``, where the union leaves out the predicted pixels that fall on
   GT void; crowd GT segments never match;
 * GT areas come from the GT ``segments_info`` (``'area'``, as panopticapi reads
-  them from the JSON file), predicted areas are counted on the id map;
+  them from the JSON file), predicted areas are counted on the id map; the
+  segment fields are used as given, without conversion (a float area stays
+  a float, ``iscrowd`` is compared with ``== 1``), as panopticapi does;
 * an unmatched predicted segment is not a false positive when more than half
   of it lies on GT void plus the last-listed crowd GT segment of its category;
-* PQ, SQ and RQ are averaged over the categories with ``tp + fp + fn > 0``.
+* PQ, SQ and RQ are averaged over the categories with ``tp + fp + fn > 0``,
+  summed one category after the other in the order of ``categories``, so
+  that every result is bit-identical to panopticapi's.
   Where no category qualifies (panopticapi divides by zero), the values are
   NaN and ``n`` is 0.
 """
@@ -77,12 +81,23 @@ def _check_id_map(id_map: np.ndarray, name: str) -> np.ndarray:
 
 def _segment_field(segments: Sequence[dict], key: str,
                    name: str) -> np.ndarray:
-    """Collect ``key`` of every segment into an int64 array."""
+    """Collect ``key`` of every segment into an array, values as given
+    (as panopticapi uses them: a float area stays a float).
+
+    Raises:
+        ValueError: If a segment lacks ``key`` or a value is not a number.
+    """
     try:
-        values = [int(segment[key]) for segment in segments]
+        values = [segment[key] for segment in segments]
     except KeyError:
         raise ValueError(f'every segment of {name} needs the key {key!r}')
-    return np.asarray(values, dtype=np.int64)
+    if not values:
+        return np.zeros(0, dtype=np.int64)
+    array = np.asarray(values)
+    if not (array.dtype == bool or np.issubdtype(array.dtype, np.number)):
+        raise ValueError(f'{name}: {key!r} must be numbers, got '
+                         f'{values[:3]!r}')
+    return array
 
 
 def _segment_ids(segments: Sequence[dict], name: str) -> np.ndarray:
@@ -150,6 +165,7 @@ def single_image_pq_stats(pred_id_map: np.ndarray,
     pred_cats = _segment_field(pred_segments, 'category_id', 'pred_segments')
     gt_ids = _segment_ids(gt_segments, 'gt_segments')
     gt_cats = _segment_field(gt_segments, 'category_id', 'gt_segments')
+    # panopticapi: ``iscrowd == 1`` on the value as given
     gt_crowd = _segment_field(gt_segments, 'iscrowd', 'gt_segments') == 1
     gt_area = _segment_field(gt_segments, 'area', 'gt_segments')
     num_pred, num_gt = len(pred_ids), len(gt_ids)
@@ -235,6 +251,16 @@ def single_image_pq_stats(pred_id_map: np.ndarray,
         category_ids=category_ids, iou=iou_sum, tp=tp, fp=fp, fn=fn)
 
 
+def _sequential_sum(values: np.ndarray) -> float:
+    """Sum left to right, as panopticapi's ``pq += pq_class`` loop does
+    (``ndarray.sum`` adds pairwise, which differs in the last bit from
+    eight values on)."""
+    total = 0.0
+    for value in values.tolist():
+        total += value
+    return total
+
+
 def pq_average(stats: PanopticStats,
                categories: Mapping[int, dict]) -> Dict[str, Dict[str, float]]:
     """Average PQ, SQ and RQ over categories as ``PQStat.pq_average`` does.
@@ -271,7 +297,7 @@ def pq_average(stats: PanopticStats,
         selected = selected & counted
         n = int(selected.sum())
         results[group] = {
-            name: float(values[selected].sum() / n) if n else float('nan')
+            name: _sequential_sum(values[selected]) / n if n else float('nan')
             for name, values in zip(PQ_METRICS, (pq_class, sq_class, rq_class))
         }
         results[group]['n'] = n

@@ -12,6 +12,7 @@ import json
 import os
 import os.path as osp
 import sys
+import uuid
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -19,17 +20,20 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .checkpoint_checks import CheckpointError, read_checkpoint
+from .config_arguments import accepted_arguments
 from .compat import check_package_config_support
 from .distributed import init_cpu_distributed
 from .package_files import resolve_config_path
 from .schedule import scale_schedule
+from .work_dir_lock import WorkDirBusyError
 
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 # Test images the per-exit GFLOPs of the ECO-M2F tools are averaged over.
 DEFAULT_FLOPS_IMAGES = 10
-# Keys of a config (or of a dataset config) that point at files or folders.
-_PATH_KEYS = ('ann_file', 'data_root')
+# Keys of an evaluator config that name files or folders it reads.
+_EVALUATOR_PATH_KEYS = ('ann_file', 'seg_prefix', 'gt_json_file', 'gt_folder')
 
 
 class UserInputError(ValueError):
@@ -48,35 +52,50 @@ def _lookup(node: Any, part: str) -> Any:
 
 
 def check_cfg_option_keys(cfg: Config, options: Dict[str, Any]) -> None:
-    """Check that every ``--cfg-options`` key names an existing config key.
+    """Check the keys of ``--cfg-options``.
 
     ``Config.merge_from_dict`` silently adds unknown keys, so a typo such as
-    ``train_cfg.max_iter=10`` would be ignored.
+    ``train_cfg.max_iter=10`` would be ignored. A key is accepted when it
+    exists in the config, or when it is new but its last part is an
+    argument of the class that its parent dict builds (that dict's ``type``,
+    resolved through the registries), e.g. ``indices`` of
+    ``train_dataloader.dataset``.
 
     Args:
         cfg (Config): The loaded config.
         options (dict): Dotted keys to values, as parsed by ``DictAction``.
 
     Raises:
-        UserInputError: Naming the first unknown key and close matches.
+        UserInputError: Naming the first refused key and close matches
+            among the existing keys and accepted arguments.
     """
+    scope = cfg.get('default_scope', 'mmdet')
     for dotted_key in options:
         node: Any = cfg._cfg_dict
         parts = dotted_key.split('.')
         for depth, part in enumerate(parts):
             try:
                 node = _lookup(node, part)
+                continue
             except KeyError:
-                known = list(node.keys()) if isinstance(node, dict) else []
-                close = difflib.get_close_matches(part, known, n=3)
-                prefix = '.'.join(parts[:depth])
-                hint = (' Did you mean: ' + ', '.join(
-                    f"'{'.'.join(filter(None, [prefix, c]))}'"
-                    for c in close) + '?') if close else ''
-                raise UserInputError(
-                    f"--cfg-options: key '{dotted_key}' is not in the config "
-                    f"('{part}' not found under "
-                    f"'{prefix or '<root>'}').{hint}") from None
+                pass
+            is_last = depth == len(parts) - 1
+            accepted = accepted_arguments(node, scope) or set()
+            if is_last and part in accepted:
+                break
+            known = list(node.keys()) if isinstance(node, dict) else []
+            close = difflib.get_close_matches(
+                part, sorted(set(known) | accepted), n=3)
+            prefix = '.'.join(parts[:depth])
+            hint = (' Did you mean: ' + ', '.join(
+                f"'{'.'.join(filter(None, [prefix, c]))}'"
+                for c in close) + '?') if close else ''
+            target = (f" nor an argument of its type '{node['type']}'"
+                      if is_last and accepted else '')
+            raise UserInputError(
+                f"--cfg-options: key '{dotted_key}' is not in the config "
+                f"('{part}' not found under '{prefix or '<root>'}'{target})."
+                f'{hint}')
 
 
 def load_config(path: str,
@@ -125,8 +144,9 @@ def add_cfg_options_argument(parser: argparse.ArgumentParser) -> None:
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='override config settings, key=value (xxx=yyy); the keys must '
-        'exist in the config')
+        help='override config settings, key=value (xxx=yyy); a key must '
+        'exist in the config, or be an argument of the class its parent '
+        'dict builds (its type)')
 
 
 def positive_int(text: str) -> int:
@@ -242,17 +262,39 @@ def add_flops_images_argument(parser: argparse.ArgumentParser,
         f'(default: {DEFAULT_FLOPS_IMAGES}; 0 {zero_means})')
 
 
+def positive_int(text: str) -> int:
+    """``argparse`` type of options that take a size or count >= 1.
+
+    Args:
+        text (str): The option's value.
+
+    Returns:
+        int: The value.
+
+    Raises:
+        argparse.ArgumentTypeError: If ``text`` is not an integer >= 1.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f'must be an integer >= 1, got {text!r}')
+    return value
+
+
 def check_checkpoint(path: str) -> None:
-    """Check that a checkpoint given on the command line exists.
+    """Check that a checkpoint given on the command line can be read.
 
     Args:
         path (str): The checkpoint file.
 
     Raises:
         FileNotFoundError: Naming the missing file.
+        CheckpointError: Naming a file that is not a readable checkpoint.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path} does not exist')
+    read_checkpoint(path)
 
 
 def set_work_dir(cfg: Config,
@@ -289,6 +331,24 @@ def dump_json(obj: Any, path: Optional[str]) -> None:
         json.dump(obj, f, indent=2)
 
 
+def _own_visualizer(cfg: Config) -> None:
+    """Give a run a visualizer instance of its own.
+
+    mmengine builds the visualizer with ``get_instance(name)`` and mmdet's
+    configs name it ``'visualizer'``, so a second runner in the same process
+    (the demo's stages, in-process tests) would get the first one back and
+    write its scalars into the first run's ``vis_data``.
+
+    Args:
+        cfg (Config): The config; its ``visualizer`` name gets a unique
+            suffix.
+    """
+    visualizer = cfg.get('visualizer')
+    if isinstance(visualizer, dict):
+        visualizer['name'] = (f"{visualizer.get('name', 'visualizer')}_"
+                              f'{uuid.uuid4().hex[:8]}')
+
+
 def build_runner(cfg: Config) -> Runner:
     """Build the runner of a config, as mmdet's tools do.
 
@@ -303,6 +363,7 @@ def build_runner(cfg: Config) -> Runner:
         Runner: ``Runner.from_cfg(cfg)``, or the config's ``runner_type``.
     """
     init_cpu_distributed(cfg)
+    _own_visualizer(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
@@ -340,37 +401,86 @@ def _dataset_paths(dataset: dict) -> List[tuple]:
     return paths
 
 
-def check_dataset_paths(cfg: Config, loader_keys=DATALOADER_KEYS) -> None:
-    """Check that the files and folders the datasets read exist.
+def _evaluator_paths(cfg: Config, loader_keys: Sequence[str]) -> List[tuple]:
+    """Return ``(config key, path)`` pairs the evaluators of the given
+    dataloaders (``val_dataloader`` -> ``val_evaluator``) read from disk."""
+    paths = []
+    for loader_key in loader_keys:
+        name = loader_key.replace('_dataloader', '_evaluator')
+        evaluator = cfg.get(name)
+        if not cfg.get(loader_key) or not evaluator:
+            continue
+        if isinstance(evaluator, dict) and 'metrics' in evaluator:
+            name, evaluator = f'{name}.metrics', evaluator['metrics']
+        metrics = [(name, evaluator)] if isinstance(evaluator, dict) else [
+            (f'{name}.{index}', metric)
+            for index, metric in enumerate(evaluator)
+        ]
+        paths += [(f'{prefix}.{key}', metric[key])
+                  for prefix, metric in metrics
+                  for key in _EVALUATOR_PATH_KEYS if metric.get(key)]
+    return paths
+
+
+def check_dataset_paths(cfg: Config,
+                        loader_keys=DATALOADER_KEYS,
+                        evaluators: bool = True) -> None:
+    """Check that the files and folders the datasets and their evaluators
+    read exist (before the runner creates the work dir).
 
     Args:
         cfg (Config): The config.
         loader_keys (tuple[str]): Which dataloaders to check.
+        evaluators (bool): Whether to check their evaluators' files too
+            (``val_dataloader`` -> ``val_evaluator``). Defaults to True.
 
     Raises:
         UserInputError: Naming the config key and the missing path.
     """
+    paths = [(f'{name}.{key}', path)
+             for name, dataset in _dataset_cfgs(cfg)
+             if name.startswith(tuple(loader_keys))
+             for key, path in _dataset_paths(dataset)]
+    if evaluators:
+        paths += _evaluator_paths(cfg, loader_keys)
+    for key, path in paths:
+        if not osp.exists(path):
+            raise UserInputError(
+                f"{key}: '{path}' does not exist (see the README for data "
+                f'preparation, or override it with --cfg-options {key}=...).')
+
+
+def _annotation_files(cfg: Config) -> Iterator[tuple]:
+    """Yield ``(config key, path)`` of every JSON annotation file a config's
+    datasets and evaluators read."""
     for name, dataset in _dataset_cfgs(cfg):
-        if not name.startswith(tuple(loader_keys)):
+        for key, path in _dataset_paths(dataset):
+            if key == 'ann_file':
+                yield f'{name}.ann_file', path
+    for key, path in _evaluator_paths(cfg, DATALOADER_KEYS):
+        if key.endswith(('ann_file', 'gt_json_file')):
+            yield key, path
+
+
+def _bad_annotation(cfg: Config, error: BaseException) -> Optional[str]:
+    """Name the annotation file behind ``error``: the first JSON annotation
+    file that is not valid JSON, is not a JSON object, or (for a
+    ``KeyError``) lacks the missing top-level key; None if none is."""
+    missing = error.args[0] if isinstance(error, KeyError) else None
+    for name, path in _annotation_files(cfg):
+        if not path.endswith('.json') or not osp.isfile(path):
             continue
-        for key, path in _dataset_paths(dataset):
-            if not osp.exists(path):
-                raise UserInputError(
-                    f"{name}.{key}: '{path}' does not exist (see the README "
-                    "for data preparation, or override it with --cfg-options "
-                    f'{name}.{key}=...).')
-
-
-def _unreadable_annotation(cfg: Config) -> Optional[str]:
-    """Return the first annotation file of a config that is not valid JSON."""
-    for name, dataset in _dataset_cfgs(cfg):
-        for key, path in _dataset_paths(dataset):
-            if key == 'ann_file' and path.endswith('.json'):
-                try:
-                    with open(path) as f:
-                        json.load(f)
-                except (OSError, ValueError) as error:
-                    return f"{name}.ann_file '{path}': {error}"
+        try:
+            with open(path) as f:
+                content = json.load(f)
+        except (OSError, ValueError) as load_error:
+            return f"{name} '{path}': {load_error}"
+        if not isinstance(content, dict):
+            return (f"{name} '{path}': holds a JSON "
+                    f'{type(content).__name__}, not an object with images, '
+                    'annotations and categories')
+        if isinstance(missing, str) and missing not in content:
+            return f"{name} '{path}': the JSON has no '{missing}' key"
     return None
 
 
@@ -391,13 +501,23 @@ def report_user_errors(cfg: Optional[Config] = None) -> Iterator[None]:
     Set ``PROSCALE_DEBUG=1`` to get the full traceback instead.
 
     Args:
-        cfg (Config, optional): The config, used to name an unreadable
-            annotation file when a JSON decoding error surfaces.
+        cfg (Config, optional): The config, used to name the annotation
+            file at fault when a JSON decoding error, or a ``KeyError``,
+            ``TypeError`` or ``AttributeError`` caused by an annotation
+            file's content (e.g. no ``categories``), surfaces.
     """
     try:
         yield
-    except (UserInputError, FileNotFoundError, IsADirectoryError,
-            json.JSONDecodeError, AssertionError, OSError) as error:
+    except (KeyError, TypeError, AttributeError) as error:
+        # Bad annotation content surfaces deep in a dataset API.
+        message = None if cfg is None or os.environ.get(
+            'PROSCALE_DEBUG') else _bad_annotation(cfg, error)
+        if message is None:
+            raise
+        _exit_with(message)
+    except (UserInputError, CheckpointError, WorkDirBusyError,
+            FileNotFoundError, IsADirectoryError, json.JSONDecodeError,
+            AssertionError, OSError) as error:
         if os.environ.get('PROSCALE_DEBUG'):
             raise
         if isinstance(error, AssertionError) and not _is_image_load_failure(
@@ -405,6 +525,11 @@ def report_user_errors(cfg: Optional[Config] = None) -> Iterator[None]:
             raise
         message = _last_line(str(error))
         if isinstance(error, json.JSONDecodeError) and cfg is not None:
-            message = _unreadable_annotation(cfg) or message
-        sys.stderr.write(f'error: {message}\n')
-        sys.exit(2)
+            message = _bad_annotation(cfg, error) or message
+        _exit_with(message)
+
+
+def _exit_with(message: str) -> None:
+    """Write ``error: message`` to stderr and exit with status 2."""
+    sys.stderr.write(f'error: {message}\n')
+    sys.exit(2)

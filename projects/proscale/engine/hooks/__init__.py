@@ -1,3 +1,8 @@
 from .exit_sampling_hook import (ExitSamplingHook, exit_weights, sample_exits)
+from .random_state_hook import (RandomStateHook, add_random_state_hook,
+                                capture_random_states, restore_random_states)
 
-__all__ = ['ExitSamplingHook', 'exit_weights', 'sample_exits']
+__all__ = [
+    'ExitSamplingHook', 'exit_weights', 'sample_exits', 'RandomStateHook',
+    'add_random_state_hook', 'capture_random_states', 'restore_random_states'
+]

@@ -30,7 +30,6 @@ composition, and with it on the number of ranks and on where a run resumed.
 """
 import copy
 import glob
-import hashlib
 import json
 import os
 import os.path as osp
@@ -59,6 +58,7 @@ from ...evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
 from ...evaluation.single_image_panoptic_evaluator import \
     SingleImagePanopticEvaluator
 from ...utils import unwrap_model
+from ...utils.checkpoint_checks import checkpoint_sha256
 from ..early_exit_model import early_exit_model
 
 SPLITS = ('train', 'val')
@@ -137,14 +137,6 @@ def derive_image(model: torch.nn.Module, data_batch: dict,
     for j, name in enumerate(METRICS):
         row[name] = tables[:, :, j]
     return row
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _code_version() -> Dict[str, Optional[str]]:
@@ -276,7 +268,8 @@ class DeriveExitDatasetLoop(BaseLoop):
                     num_images=len(self.dataset)),
                 pipeline=dataset_cfg.get('pipeline'),
                 model=runner.cfg.model,
-                checkpoint=dict(path=checkpoint, sha256=_sha256(checkpoint)),
+                checkpoint=dict(
+                    path=checkpoint, sha256=checkpoint_sha256(checkpoint)),
                 gate_input=_GATE_INPUT,
                 ground_truth=_GROUND_TRUTH,
                 code_version=_code_version(),
