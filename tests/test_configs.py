@@ -8,6 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
+from proscale.models.layers import ProScaleDetrTransformerEncoder
 from proscale.models.pixel_decoders import ProScalePixelDecoder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +17,9 @@ CONFIGS = sorted(
     for path in (REPO_ROOT / 'configs').rglob('*.py')
     if '_base_' not in path.parts)
 # 'proscale-333' in a config name: layers per stage of the PRO-SCALE decoder
-PROSCALE_STAGES = re.compile(r'proscale-(\d)(\d)(\d)')
+PROSCALE_STAGES = re.compile(r'proscale-(\d)(\d)(\d)_')
+# 'proscale-1122': layers per stage of a DETR's 4-scale PRO-SCALE encoder
+PROSCALE_DETR_STAGES = re.compile(r'proscale-(\d)(\d)(\d)(\d)_')
 
 
 def test_configs_found():
@@ -27,6 +30,14 @@ def test_configs_found():
             assert (f'mask2former_{backbone}_proscale-{stages}_8xb2-lsj-50e_'
                     'coco-panoptic.py') in names
     assert 'mask2former_r50_proscale-333_8xb2-lsj-50e_coco.py' in names
+    for name in ('dino-4scale_r50_8xb2-12e_coco.py',
+                 'dino-4scale_r50_proscale-1122_8xb2-12e_coco.py',
+                 'dino-4scale_swin-t-p4-w7-224_proscale-1122_8xb2-12e_coco.py',
+                 'deformable-detr-refine-twostage_r50_proscale-1122_16xb2-'
+                 '50e_coco.py',
+                 'dino-4scale_r18_proscale-1122_1xb4-tiny_synthetic-'
+                 'detection.py'):
+        assert name in names
 
 
 def _check_proscale_decoder(model: torch.nn.Module, stages: tuple) -> None:
@@ -61,6 +72,12 @@ def test_config_builds_model(config):
     stages = PROSCALE_STAGES.search(Path(config).name)
     if stages:
         _check_proscale_decoder(model, tuple(map(int, stages.groups())))
+    detr_stages = PROSCALE_DETR_STAGES.search(Path(config).name)
+    if detr_stages:
+        assert type(model.encoder) is ProScaleDetrTransformerEncoder
+        assert model.encoder.num_layers_per_stage == tuple(
+            map(int, detr_stages.groups()))
+        assert model.encoder.trc.layout == 'spatial'
 
 
 # The panoptic score threshold: 0.25 for the tiny synthetic models (trained

@@ -23,7 +23,8 @@ from proscale.utils.cli import (add_cfg_options_argument, dump_json,
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Latency and peak memory of Mask2Former-style models, '
+        description='Latency and peak memory of Mask2Former-style and '
+        'DETR-family models, '
         'measured interleaved; ratios are to the first config')
     parser.add_argument(
         'configs', nargs='+', help='config files (or pkg::paths)')
@@ -38,8 +39,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--part',
         choices=BENCHMARK_PARTS,
         default='model',
-        help='time the whole network (model) or only the pixel decoder on '
-        'backbone features (encoder); default: model')
+        help='time the whole network (model) or only the encoder (the pixel '
+        'decoder on backbone features, or a DETR encoder on its inputs); '
+        'default: model')
     parser.add_argument(
         '--threads', type=int, help='torch CPU threads (default: torch\'s)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')

@@ -1,4 +1,4 @@
-"""Count the GFLOPs of a Mask2Former-style model by part.
+"""Count the GFLOPs of a Mask2Former-style or DETR-family model by part.
 
 Counts follow the papers (detectron2/fvcore convention, one multiply-add =
 one FLOP) and add what mmengine misses: the masked attention
@@ -31,7 +31,8 @@ DEFAULT_NUM_IMAGES = 100
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Count the GFLOPs (backbone / encoder / decoder) of a '
-        'Mask2Former-style detector or segmentor')
+        'Mask2Former-style detector or segmentor, or of a DETR-family '
+        'detector (DINO, Deformable DETR)')
     parser.add_argument('config', help='config file (or pkg::path)')
     size = parser.add_mutually_exclusive_group()
     size.add_argument(

@@ -27,8 +27,8 @@ from mmcv.ops import MultiScaleDeformableAttention
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import Handle, get_shape
 
-from .model_utils import (TensorForward, get_backbone_modules,
-                          get_pixel_decoder, split_batch)
+from .model_utils import (TensorForward, get_backbone_modules, get_encoder,
+                          split_batch)
 
 MSDA_SAMPLING = 'msda_sampling'
 # mmcv's autograd function of the CUDA deformable attention kernel.
@@ -182,19 +182,22 @@ def count_flops(model: nn.Module, data_batch: DataBatch) -> Dict[str, float]:
     (early exit, exit gate) are counted along the path this batch takes.
 
     Args:
-        model (nn.Module): An mmdet MaskFormer-family detector or an mmseg
-            segmentor with a Mask2Former/MaskFormer head.
+        model (nn.Module): An mmdet MaskFormer-family detector, an mmseg
+            segmentor with a Mask2Former/MaskFormer head, or an mmdet
+            DETR-family detector (DINO, Deformable DETR).
         data_batch (dict): ``inputs`` and ``data_samples`` as a dataloader
             yields them.
 
     Returns:
         dict[str, float]: GFLOPs ``total``, ``backbone`` (with the neck, if
-        any), ``encoder`` (the pixel decoder), ``decoder`` (the rest: the
-        transformer decoder and prediction heads), all in the papers'
-        convention, ``msda_sampling`` (GFLOPs of the deformable sampling,
-        counted in none of the others) and ``params`` (millions).
+        any), ``encoder`` (the pixel decoder, or the DETR encoder),
+        ``decoder`` (the rest: the transformer decoder and prediction heads,
+        and for DETRs also the embeddings and the two-stage query
+        selection), all in the papers' convention, ``msda_sampling``
+        (GFLOPs of the deformable sampling, counted in none of the others)
+        and ``params`` (millions).
     """
-    pixel_decoder = get_pixel_decoder(model)
+    encoder_module = get_encoder(model)
     backbone_modules = get_backbone_modules(model)
     with torch.no_grad(), _eval_mode(model):
         data = model.data_preprocessor(data_batch, False)
@@ -205,7 +208,7 @@ def count_flops(model: nn.Module, data_batch: DataBatch) -> Dict[str, float]:
         backbone = sum(
             analyzer.papers_total(names[module])
             for module in backbone_modules)
-        encoder = analyzer.papers_total(names[pixel_decoder])
+        encoder = analyzer.papers_total(names[encoder_module])
         flops = dict(
             total=total,
             backbone=backbone,

@@ -9,12 +9,13 @@ import ctypes.util
 import re
 import statistics
 import time
+from functools import partial
 from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 import torch.nn as nn
 
-from .model_utils import TensorForward, fixed_shape_batch, get_pixel_decoder
+from .model_utils import TensorForward, encoder_workload, fixed_shape_batch
 
 BENCHMARK_PARTS = ('encoder', 'model')
 _PROC_STATUS = '/proc/self/status'
@@ -150,8 +151,9 @@ def make_workload(model: nn.Module,
             mode, on the device to benchmark.
         shape (tuple[int, int]): Input height and width.
         part (str): 'model' for the network forward (``mode='tensor'``, no
-            post-processing) or 'encoder' for the pixel decoder alone on the
-            backbone's features. Defaults to 'model'.
+            post-processing) or 'encoder' for the encoder alone (the pixel
+            decoder on the backbone's features, or a DETR's
+            ``forward_encoder`` on its encoder inputs). Defaults to 'model'.
 
     Returns:
         Callable: Runs the part under ``torch.no_grad``.
@@ -162,15 +164,15 @@ def make_workload(model: nn.Module,
     with torch.no_grad():
         data = model.data_preprocessor(fixed_shape_batch(model, shape), False)
         if part == 'encoder':
-            module = get_pixel_decoder(model)
-            args = (model.extract_feat(data['inputs']), )
+            module = encoder_workload(model, data['inputs'],
+                                      data['data_samples'])
         else:
-            module = TensorForward(model, data['data_samples'])
-            args = (data['inputs'], )
+            module = partial(
+                TensorForward(model, data['data_samples']), data['inputs'])
 
     def run() -> Any:
         with torch.no_grad():
-            return module(*args)
+            return module()
 
     return run
 

@@ -1,16 +1,20 @@
-"""Build Mask2Former-style models and inputs for complexity analysis.
+"""Build Mask2Former-style and DETR-family models and inputs for complexity
+analysis.
 
 Shared by the FLOP counter and the latency benchmark: both need a model built
 from a config without loading weights, a network forward that takes a single
 tensor (what ``torch.jit`` traces and what the benchmark times), the model's
-parts (backbone, pixel decoder) and an input batch of a fixed size.
+parts (backbone, encoder: the pixel decoder of Mask2Former, ``model.encoder``
+of DINO and Deformable DETR) and an input batch of a fixed size.
 """
 import inspect
 import os.path as osp
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from mmdet.models.detectors import DetectionTransformer
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
@@ -109,6 +113,53 @@ def get_head(model: nn.Module) -> nn.Module:
 def get_pixel_decoder(model: nn.Module) -> nn.Module:
     """Return the pixel decoder ("the encoder") of a Mask2Former model."""
     return get_head(model).pixel_decoder
+
+
+def get_encoder(model: nn.Module) -> nn.Module:
+    """Return "the encoder" whose FLOPs and latency the papers report.
+
+    Args:
+        model (nn.Module): A Mask2Former-style detector or segmentor (the
+            pixel decoder) or a DETR-family detector such as DINO or
+            Deformable DETR (``model.encoder``).
+
+    Returns:
+        nn.Module: The pixel decoder or the DETR encoder.
+    """
+    if isinstance(model, DetectionTransformer):
+        return model.encoder
+    try:
+        return get_pixel_decoder(model)
+    except ValueError:
+        raise ValueError(
+            f'{type(model).__name__} has no pixel decoder or DETR encoder: '
+            'expected a Mask2Former-style model (`panoptic_head` or '
+            '`decode_head` with a `pixel_decoder`) or an mmdet '
+            '`DetectionTransformer` (e.g. DINO)') from None
+
+
+def encoder_workload(model: nn.Module, inputs: torch.Tensor,
+                     data_samples: Sequence) -> Callable[[], Any]:
+    """Make a no-argument callable running only the encoder of a model.
+
+    The backbone (and neck) and, for DETR-family detectors, the
+    ``pre_transformer`` step (flattening, masks, position embeddings) run
+    once here and are not part of the workload.
+
+    Args:
+        model (nn.Module): See :func:`get_encoder`.
+        inputs (Tensor): Preprocessed images of shape (B, 3, H, W).
+        data_samples (list): Preprocessed data samples of the batch.
+
+    Returns:
+        Callable: Runs the pixel decoder on the backbone features, or the
+        detector's ``forward_encoder`` on its encoder inputs.
+    """
+    feats = model.extract_feat(inputs)
+    if isinstance(model, DetectionTransformer):
+        encoder_inputs, _ = model.pre_transformer(feats, data_samples)
+        return partial(model.forward_encoder, **encoder_inputs)
+    return partial(get_pixel_decoder(model), feats)
 
 
 def get_backbone_modules(model: nn.Module) -> List[nn.Module]:

@@ -1,5 +1,6 @@
 from . import metrics  # noqa: F401
 from .exit_dataset import ExitDataset, load_exit_dataset  # noqa: F401
+from .single_image_box_ap import single_image_box_ap  # noqa: F401
 from .single_image_panoptic_evaluator import (  # noqa: F401
     SingleImagePanopticEvaluator, prediction_to_coco_panoptic)
 from .single_image_pq import (PanopticStats, pq_average,  # noqa: F401

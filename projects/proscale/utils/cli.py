@@ -149,28 +149,6 @@ def add_cfg_options_argument(parser: argparse.ArgumentParser) -> None:
         'dict builds (its type)')
 
 
-def positive_int(text: str) -> int:
-    """``argparse`` type of options that take a count >= 1.
-
-    Args:
-        text (str): The option's value.
-
-    Returns:
-        int: The count.
-
-    Raises:
-        argparse.ArgumentTypeError: If ``text`` is not an integer >= 1.
-    """
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f'must be an integer >= 1, got {text!r}')
-    return value
-
-
 def add_max_iters_argument(parser: argparse.ArgumentParser) -> None:
     """Add ``--max-iters N``: train for N iterations with the config's
     schedule rescaled to them (for :func:`load_config`).

@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from proscale.models.layers import (LightPixelEmbedding, TokenRecalibration)
+from proscale.models.layers import (LightPixelEmbedding, TokenRecalibration,
+                                    build_token_recalibration)
 
 CHANNELS = 8
 FINE_HW = (16, 24)
@@ -113,3 +114,30 @@ def test_light_pixel_embedding():
     assert torch.equal(embed(x), expected)
     assert isinstance(embed.norm, torch.nn.GroupNorm)
     assert not any(p.dim() > 1 for p in embed.parameters())
+
+
+@pytest.mark.parametrize('layout', ['legacy', 'spatial'])
+def test_forward_scales_gates_every_coarser_scale_from_the_finest(layout):
+    trc = _trc('linear', layout)
+    hws = [(2, 3), COARSE_HW, FINE_HW]
+    tokens = [_tokens(hw, seed=i) for i, hw in enumerate(hws)]
+    with torch.no_grad():
+        gated = trc.forward_scales(tokens, hws)
+        expected = [trc(x, hw, tokens[-1], FINE_HW)
+                    for x, hw in zip(tokens[:-1], hws[:-1])]
+    assert len(gated) == 3
+    for out, ref in zip(gated[:-1], expected):
+        assert torch.equal(out, ref)
+    assert gated[-1] is tokens[-1]
+
+
+def test_build_token_recalibration_checks_its_options():
+    assert build_token_recalibration(None, CHANNELS) is None
+    trc = build_token_recalibration(
+        dict(type='conv', temperature=0.5, layout='spatial'), CHANNELS)
+    assert (trc.proj_type, trc.temperature, trc.layout) == ('conv', 0.5,
+                                                            'spatial')
+    with pytest.raises(ValueError, match='tau'):
+        build_token_recalibration(dict(tau=0.1), CHANNELS)
+    with pytest.raises(ValueError, match='must be a dict'):
+        build_token_recalibration('linear', CHANNELS)

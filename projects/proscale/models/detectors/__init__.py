@@ -1,3 +1,8 @@
 from .eco_mask2former import EcoMask2Former
+from .proscale_detr import (ProScaleDeformableDETR, ProScaleDINO,
+                            ProScaleEncoderMixin)
 
-__all__ = ['EcoMask2Former']
+__all__ = [
+    'EcoMask2Former', 'ProScaleDeformableDETR', 'ProScaleDINO',
+    'ProScaleEncoderMixin'
+]

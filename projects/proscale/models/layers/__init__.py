@@ -1,7 +1,11 @@
 from .light_pixel_embedding import LightPixelEmbedding
+from .progressive_detr_encoder import (ProScaleDetrTransformerEncoder,
+                                       reverse_attention_levels)
 from .progressive_encoder import ProScaleTransformerEncoder
-from .token_recalibration import TokenRecalibration
+from .token_recalibration import TokenRecalibration, build_token_recalibration
 
 __all__ = [
-    'LightPixelEmbedding', 'ProScaleTransformerEncoder', 'TokenRecalibration'
+    'LightPixelEmbedding', 'ProScaleDetrTransformerEncoder',
+    'ProScaleTransformerEncoder', 'TokenRecalibration',
+    'build_token_recalibration', 'reverse_attention_levels'
 ]

@@ -130,7 +130,7 @@ class ProScaleTransformerEncoder(Mask2FormerTransformerEncoder):
     def forward(self,
                 query: Tensor,
                 query_pos: Tensor,
-                key_padding_mask: Tensor,
+                key_padding_mask: Optional[Tensor],
                 spatial_shapes: Tensor,
                 level_start_index: Tensor,
                 valid_ratios: Tensor,
@@ -144,8 +144,8 @@ class ProScaleTransformerEncoder(Mask2FormerTransformerEncoder):
                 coarse to fine, shape (bs, num_queries, dim).
             query_pos (Tensor): Position (+ level) embedding of ``query``,
                 shape (bs, num_queries, dim).
-            key_padding_mask (Tensor): Padding mask, shape
-                (bs, num_queries).
+            key_padding_mask (Tensor, optional): Padding mask, shape
+                (bs, num_queries); None when nothing is padded.
             spatial_shapes (Tensor): (h, w) of each scale, shape (L, 2).
             level_start_index (Tensor): Start index of each scale in
                 ``query``, shape (L, ).
@@ -174,7 +174,8 @@ class ProScaleTransformerEncoder(Mask2FormerTransformerEncoder):
         return memory
 
     def forward_exits(self, query: Tensor, query_pos: Tensor,
-                      key_padding_mask: Tensor, spatial_shapes: Tensor,
+                      key_padding_mask: Optional[Tensor],
+                      spatial_shapes: Tensor,
                       level_start_index: Tensor, valid_ratios: Tensor,
                       reference_points: Tensor, exits: Iterable[int],
                       **kwargs) -> Iterator[Tuple[int, Tensor]]:
@@ -210,7 +211,8 @@ class ProScaleTransformerEncoder(Mask2FormerTransformerEncoder):
                 memory = self.layers[layer_idx](
                     query=memory,
                     query_pos=query_pos[:, :end],
-                    key_padding_mask=key_padding_mask[:, :end],
+                    key_padding_mask=None if key_padding_mask is None else
+                    key_padding_mask[:, :end],
                     spatial_shapes=spatial_shapes[:num_levels],
                     level_start_index=level_start_index[:num_levels],
                     valid_ratios=valid_ratios[:, :num_levels],

@@ -1,5 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from typing import Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -10,6 +10,7 @@ from torch import Tensor
 
 TRC_TYPES = ('linear', 'conv')
 TRC_LAYOUTS = ('legacy', 'spatial')
+TRC_KEYS = ('type', 'temperature', 'layout')
 
 
 @MODELS.register_module()
@@ -121,3 +122,54 @@ class TokenRecalibration(BaseModule):
         gate = (self.temperature * self.proj(resized)).sigmoid()
         coarse_map = coarse.reshape(batch_size, channels, hs, ws)
         return (coarse_map * gate).reshape(batch_size, num_coarse, channels)
+
+    def forward_scales(self, tokens: Sequence[Tensor],
+                       hws: Sequence[Tuple[int, int]]) -> List[Tensor]:
+        """Gate every scale but the finest from the finest one.
+
+        Args:
+            tokens (Sequence[Tensor]): Tokens of ``L`` scales ordered coarse
+                to fine, each of shape (B, H_i * W_i, C), without position
+                or level embedding.
+            hws (Sequence[tuple[int, int]]): Grid size (H_i, W_i) of each
+                scale.
+
+        Returns:
+            list[Tensor]: The ``L - 1`` coarser scales gated by this module,
+            then the finest scale unchanged; shapes as ``tokens``.
+        """
+        fine, fine_hw = tokens[-1], hws[-1]
+        gated = [
+            self(coarse, coarse_hw, fine, fine_hw)
+            for coarse, coarse_hw in zip(tokens[:-1], hws[:-1])
+        ]
+        return gated + [fine]
+
+
+def build_token_recalibration(
+        trc: Optional[dict], embed_dims: int) -> Optional[TokenRecalibration]:
+    """Build a :class:`TokenRecalibration` from an encoder's ``trc`` option.
+
+    Args:
+        trc (dict, optional): ``type`` (``'linear'`` or ``'conv'``, the
+            projection), ``temperature`` and ``layout``; missing keys take
+            :class:`TokenRecalibration`'s defaults. None disables TRC.
+        embed_dims (int): Token channels.
+
+    Returns:
+        TokenRecalibration | None: The module, or None without ``trc``.
+
+    Raises:
+        ValueError: If ``trc`` is not a dict or has unknown keys.
+    """
+    if trc is None:
+        return None
+    if not isinstance(trc, dict):
+        raise ValueError(f'trc must be a dict or None, got {trc!r}.')
+    unknown = set(trc) - set(TRC_KEYS)
+    if unknown:
+        raise ValueError(f'Unknown TRC option(s) {sorted(unknown)}; '
+                         f'expected keys among {TRC_KEYS}.')
+    trc = dict(trc)
+    return TokenRecalibration(
+        embed_dims=embed_dims, proj_type=trc.pop('type', 'linear'), **trc)

@@ -16,10 +16,9 @@ from mmengine.model import (ModuleList, caffe2_xavier_init, normal_init,
 from torch import Tensor
 
 from ..layers import (LightPixelEmbedding, ProScaleTransformerEncoder,
-                      TokenRecalibration)
+                      build_token_recalibration)
 
 PIXEL_EMBEDS = ('maxpool', 'conv')
-TRC_KEYS = ('type', 'temperature', 'layout')
 
 
 @MODELS.register_module()
@@ -141,13 +140,6 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
                              f'one of {PIXEL_EMBEDS}.')
         if not isinstance(residual, bool):
             raise ValueError(f'residual must be a bool, got {residual!r}.')
-        if trc is not None and not isinstance(trc, dict):
-            raise ValueError(f'trc must be a dict or None, got {trc!r}.')
-        if trc is not None:
-            unknown = set(trc) - set(TRC_KEYS)
-            if unknown:
-                raise ValueError(f'Unknown TRC option(s) {sorted(unknown)}; '
-                                 f'expected keys among {TRC_KEYS}.')
 
         # The parent builds a one-layer Mask2FormerTransformerEncoder that is
         # replaced by the progressive encoder right below.
@@ -177,14 +169,8 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
                 for _ in self.output_convs
             ])
 
-        if trc is not None and num_levels > 1:
-            trc = dict(trc)
-            self.trc = TokenRecalibration(
-                embed_dims=feat_channels,
-                proj_type=trc.pop('type', 'linear'),
-                **trc)
-        else:
-            self.trc = None
+        self.trc = build_token_recalibration(
+            trc, feat_channels) if num_levels > 1 else None
 
         self._exit_layers = self._check_exit_layers(
             self.default_exit_layers() if exit_layers is None else exit_layers)
@@ -339,8 +325,7 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
             reference_points.append(points)
 
         if self.trc is not None:
-            for i in range(self.num_encoder_levels - 1):
-                tokens[i] = self.trc(tokens[i], hws[i], tokens[-1], hws[-1])
+            tokens = self.trc.forward_scales(tokens, hws)
 
         spatial_shapes = torch.cat(spatial_shapes).view(-1, 2)
         level_start_index = torch.cat((spatial_shapes.new_zeros(
