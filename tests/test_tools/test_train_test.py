@@ -153,8 +153,8 @@ def test_killed_and_resumed_run_matches_uninterrupted_run(
     validated at iteration 2, after that checkpoint)."""
     work_dir = tmp_path / 'killed'
     args = [
-        TINY_CONFIG, '--work-dir', work_dir, '--cfg-options',
-        *synthetic_cfg_options, *SHORT_RUN
+        TINY_CONFIG, '--work-dir', work_dir, '--max-iters', 4,
+        '--cfg-options', *synthetic_cfg_options, *SHORT_RUN
     ]
     _kill_after_checkpoint(work_dir, 'iter_2.pth', args)
     states = torch.load(

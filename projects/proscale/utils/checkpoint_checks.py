@@ -6,6 +6,7 @@ architecture only logs size-mismatch warnings, and the run then evaluates a
 partly random model. :func:`check_checkpoint_matches` turns that into one
 error line listing a few of the keys at fault.
 """
+import copy
 import hashlib
 import os.path as osp
 import re
@@ -142,7 +143,9 @@ def build_config_model(cfg: Config) -> nn.Module:
         nn.Module: The model.
     """
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    return MODELS.build(cfg.model)
+    # Some detectors (DINO, Deformable DETR) write into their config dict
+    # while they are built: build from a copy, the runner builds again.
+    return MODELS.build(copy.deepcopy(cfg.model))
 
 
 def check_checkpoint_matches(model: nn.Module, path: str) -> None:

@@ -12,7 +12,6 @@ import json
 import os
 import os.path as osp
 import sys
-import uuid
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -315,16 +314,16 @@ def _own_visualizer(cfg: Config) -> None:
     mmengine builds the visualizer with ``get_instance(name)`` and mmdet's
     configs name it ``'visualizer'``, so a second runner in the same process
     (the demo's stages, in-process tests) would get the first one back and
-    write its scalars into the first run's ``vis_data``.
+    write its scalars into the first run's ``vis_data``. Without a name the
+    runner names it after the run (its experiment name: config name and
+    start time), as mmengine does for a config without a visualizer.
 
     Args:
-        cfg (Config): The config; its ``visualizer`` name gets a unique
-            suffix.
+        cfg (Config): The config; its ``visualizer`` loses its ``name``.
     """
     visualizer = cfg.get('visualizer')
     if isinstance(visualizer, dict):
-        visualizer['name'] = (f"{visualizer.get('name', 'visualizer')}_"
-                              f'{uuid.uuid4().hex[:8]}')
+        visualizer.pop('name', None)
 
 
 def build_runner(cfg: Config) -> Runner:
