@@ -9,6 +9,7 @@ from .utils.setup_env import setup_env
 
 setup_env()
 
-from . import analysis, datasets, engine, evaluation, models  # noqa: E402,F401
+from . import (analysis, datasets, engine, evaluation,  # noqa: E402,F401
+               models, ops)
 
 __version__ = '0.2.0'
