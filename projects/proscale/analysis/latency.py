@@ -14,9 +14,12 @@ from typing import Any, Callable, Dict, List, Tuple
 import torch
 import torch.nn as nn
 
+from ..ops import fused_msda
 from .model_utils import TensorForward, fixed_shape_batch, get_pixel_decoder
 
 BENCHMARK_PARTS = ('encoder', 'model')
+# Labels of the two deformable attention paths in compare_msda_paths.
+MSDA_PATHS = ('fused', 'pytorch')
 _PROC_STATUS = '/proc/self/status'
 _PROC_CLEAR_REFS = '/proc/self/clear_refs'
 # Writing '5' to clear_refs resets the peak resident set size (VmHWM).
@@ -173,6 +176,47 @@ def make_workload(model: nn.Module,
             return module(*args)
 
     return run
+
+
+def with_msda_path(fn: Callable[[], Any], path: str) -> Callable[[], Any]:
+    """Make a workload run one deformable attention path.
+
+    Args:
+        fn (Callable): A workload of :func:`make_workload`.
+        path (str): 'fused' (the kernel of :mod:`proscale.ops`, where it
+            applies) or 'pytorch' (mmcv's PyTorch path everywhere).
+
+    Returns:
+        Callable: ``fn`` run inside :func:`proscale.ops.fused_msda`.
+    """
+    if path not in MSDA_PATHS:
+        raise ValueError(f'path must be one of {MSDA_PATHS}, got {path!r}')
+
+    def run() -> Any:
+        with fused_msda(path == 'fused'):
+            return fn()
+
+    return run
+
+
+def msda_speedups(results: Dict[str, Dict[str, float]],
+                  names: List[str]) -> Dict[str, float]:
+    """Speed-up of the fused path over the PyTorch path, per workload name.
+
+    Args:
+        results (dict): :func:`benchmark` results with the entries
+            ``'{name} [fused]'`` and ``'{name} [pytorch]'`` of every name.
+        names (list[str]): The workload names.
+
+    Returns:
+        dict[str, float]: Median PyTorch-path time over median fused time.
+    """
+    return {
+        name:
+        results[f'{name} [pytorch]']['median_s'] /
+        results[f'{name} [fused]']['median_s']
+        for name in names
+    }
 
 
 def format_benchmark(results: Dict[str, Dict[str, float]]) -> str:
