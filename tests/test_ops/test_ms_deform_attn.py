@@ -5,7 +5,7 @@ from mmcv.ops.multi_scale_deform_attn import \
     multi_scale_deformable_attn_pytorch
 
 import proscale.ops.ms_deform_attn as msda_module
-from proscale.ops import (fused_msda, is_available, is_enabled,
+from proscale.ops import (fused_ops, is_available, is_enabled,
                           multi_scale_deformable_attn)
 
 requires_ext = pytest.mark.skipif(
@@ -167,7 +167,7 @@ def test_switch_selects_the_path(monkeypatch):
     with torch.no_grad():
         multi_scale_deformable_attn(*inputs)
         assert spy.calls == 0
-        with fused_msda(False):
+        with fused_ops(False):
             assert not is_enabled()
             out = multi_scale_deformable_attn(*inputs)
         assert is_enabled()

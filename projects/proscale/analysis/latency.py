@@ -14,12 +14,12 @@ from typing import Any, Callable, Dict, List, Tuple
 import torch
 import torch.nn as nn
 
-from ..ops import fused_msda
+from ..ops import fused_ops
 from .model_utils import TensorForward, fixed_shape_batch, get_pixel_decoder
 
 BENCHMARK_PARTS = ('encoder', 'model')
-# Labels of the two deformable attention paths in compare_msda_paths.
-MSDA_PATHS = ('fused', 'pytorch')
+# Labels of the two deformable attention paths in compare_fused_paths.
+CPU_PATHS = ('fused', 'pytorch')
 _PROC_STATUS = '/proc/self/status'
 _PROC_CLEAR_REFS = '/proc/self/clear_refs'
 # Writing '5' to clear_refs resets the peak resident set size (VmHWM).
@@ -178,29 +178,30 @@ def make_workload(model: nn.Module,
     return run
 
 
-def with_msda_path(fn: Callable[[], Any], path: str) -> Callable[[], Any]:
-    """Make a workload run one deformable attention path.
+def with_cpu_path(fn: Callable[[], Any], path: str) -> Callable[[], Any]:
+    """Make a workload run one CPU inference path.
 
     Args:
         fn (Callable): A workload of :func:`make_workload`.
-        path (str): 'fused' (the kernel of :mod:`proscale.ops`, where it
-            applies) or 'pytorch' (mmcv's PyTorch path everywhere).
+        path (str): 'fused' (the fast CPU paths of :mod:`proscale.ops`: the
+            fused deformable attention kernel and the LPE's max-pool, where
+            they apply) or 'pytorch' (the plain PyTorch paths everywhere).
 
     Returns:
-        Callable: ``fn`` run inside :func:`proscale.ops.fused_msda`.
+        Callable: ``fn`` run inside :func:`proscale.ops.fused_ops`.
     """
-    if path not in MSDA_PATHS:
-        raise ValueError(f'path must be one of {MSDA_PATHS}, got {path!r}')
+    if path not in CPU_PATHS:
+        raise ValueError(f'path must be one of {CPU_PATHS}, got {path!r}')
 
     def run() -> Any:
-        with fused_msda(path == 'fused'):
+        with fused_ops(path == 'fused'):
             return fn()
 
     return run
 
 
-def msda_speedups(results: Dict[str, Dict[str, float]],
-                  names: List[str]) -> Dict[str, float]:
+def fused_speedups(results: Dict[str, Dict[str, float]],
+                   names: List[str]) -> Dict[str, float]:
     """Speed-up of the fused path over the PyTorch path, per workload name.
 
     Args:

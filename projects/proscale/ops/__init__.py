@@ -1,6 +1,6 @@
-from .ms_deform_attn import (fused_msda, is_available, is_enabled,
-                             multi_scale_deformable_attn)
+from .ms_deform_attn import is_available, multi_scale_deformable_attn
+from .switch import fused_ops, is_enabled
 
 __all__ = [
-    'fused_msda', 'is_available', 'is_enabled', 'multi_scale_deformable_attn'
+    'fused_ops', 'is_available', 'is_enabled', 'multi_scale_deformable_attn'
 ]

@@ -9,20 +9,19 @@ points and heads and weights the samples in one pass, without the per-level
 
 The kernel has no backward: whenever gradients are needed the PyTorch path
 runs instead, so training is unchanged. It is also skipped on other devices,
-for dtypes other than float32/float64, when :func:`is_enabled` is False
-(``PROSCALE_FUSED_MSDA=0`` or :func:`fused_msda`), and when the extension
-was not built; in the last case a warning is logged once.
+for dtypes other than float32/float64, when :func:`~.switch.is_enabled` is
+False (``PROSCALE_FUSED_OPS=0`` or :func:`~.switch.fused_ops`), and when the
+extension was not built; in the last case a warning is logged once.
 """
 import logging
-import os
-from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from mmcv.ops.multi_scale_deform_attn import \
     multi_scale_deformable_attn_pytorch
 from mmengine.logging import print_log
 from torch import Tensor
+
+from .switch import is_enabled
 
 try:
     from .. import _ext  # noqa: F401 (registers torch.ops.proscale)
@@ -31,39 +30,13 @@ except ImportError as error:
 else:
     _EXT_ERROR = None
 
-ENV_SWITCH = 'PROSCALE_FUSED_MSDA'
 _FUSED_DTYPES = (torch.float32, torch.float64)
-_state = dict(enabled=os.getenv(ENV_SWITCH, '1') != '0', warned=False)
+_state = dict(warned=False)
 
 
 def is_available() -> bool:
     """bool: Whether the C++ extension ``proscale._ext`` was built."""
     return _EXT_ERROR is None
-
-
-def is_enabled() -> bool:
-    """bool: Whether :func:`multi_scale_deformable_attn` may use the kernel.
-
-    True unless the environment sets ``PROSCALE_FUSED_MSDA=0`` or
-    :func:`fused_msda` switched it off.
-    """
-    return _state['enabled']
-
-
-@contextmanager
-def fused_msda(enabled: bool) -> Iterator[None]:
-    """Turn the fused kernel on or off inside a ``with`` block.
-
-    Args:
-        enabled (bool): False runs mmcv's PyTorch path everywhere, e.g. to
-            compare both paths in one process.
-    """
-    previous = _state['enabled']
-    _state['enabled'] = bool(enabled)
-    try:
-        yield
-    finally:
-        _state['enabled'] = previous
 
 
 def _warn_unavailable_once() -> None:

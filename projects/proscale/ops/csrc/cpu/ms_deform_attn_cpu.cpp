@@ -11,6 +11,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace proscale {
@@ -52,6 +53,7 @@ void ms_deform_attn_forward_kernel(
             const scalar_t* loc = sampling_locations + bqh * samples * 2;
             const scalar_t* weight = attention_weights + bqh * samples;
             scalar_t* out = output + bqh * channels;
+            std::fill(out, out + channels, scalar_t(0));
             for (int64_t l = 0; l < num_levels; ++l) {
               const int64_t height = spatial_shapes[2 * l];
               const int64_t width = spatial_shapes[2 * l + 1];
@@ -154,8 +156,9 @@ at::Tensor ms_deform_attn_forward_cpu(const at::Tensor& value,
   const auto value_c = value.contiguous();
   const auto loc_c = sampling_locations.contiguous();
   const auto weight_c = attention_weights.contiguous();
+  // Every query zeroes its own output (while it is in cache).
   auto output =
-      at::zeros({batch_size, num_queries, num_heads * channels},
+      at::empty({batch_size, num_queries, num_heads * channels},
                 value.options());
   AT_DISPATCH_FLOATING_TYPES(
       value.scalar_type(), "ms_deform_attn_forward_cpu", [&] {
