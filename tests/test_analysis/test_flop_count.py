@@ -12,9 +12,9 @@ from proscale.analysis import (MaskFormerFlopAnalyzer, TensorForward,
                                average_flops, count_flops, fixed_shape_batch,
                                flop_count, get_pixel_decoder)
 from proscale.analysis.flop_count import (BILINEAR_TAPS, MSDA_FUSED_OP,
-                                          MSDA_SAMPLING)
+                                          MSDA_FUSED_POINTS_OP, MSDA_SAMPLING)
 from proscale.models.layers import FusedMultiScaleDeformableAttention
-from proscale.ops import fused_ops, is_available
+from proscale.ops import (fused_ops, is_available, multi_scale_deformable_attn)
 from proscale.ops import ms_deform_attn as msda_ops
 
 # Toy dimensions, small enough to count by hand.
@@ -141,7 +141,7 @@ def test_cuda_function_path_counts_the_same(monkeypatch):
 
 @pytest.mark.skipif(not is_available(), reason='proscale._ext not built')
 def test_fused_kernel_counts_the_same(monkeypatch):
-    """The fused CPU kernel is one ``proscale::ms_deform_attn_forward``."""
+    """The fused CPU kernel is one ``ms_deform_attn_points_forward``."""
 
     def no_pytorch_path(*args):
         raise AssertionError('the PyTorch path ran')
@@ -153,10 +153,33 @@ def test_fused_kernel_counts_the_same(monkeypatch):
         analyzer = MaskFormerFlopAnalyzer(model, _toy_inputs())
         graph = str(torch.jit.trace(model, _toy_inputs()).inlined_graph)
         operators = analyzer.by_operator()
-    assert MSDA_FUSED_OP in graph
+    assert MSDA_FUSED_POINTS_OP in graph
     assert 'grid_sampler' not in operators
     assert operators[MSDA_SAMPLING] == SAMPLING_FLOPS
     assert analyzer.papers_total() == PAPERS_TOTAL
+
+
+class SamplingModel(nn.Module):
+    """The sampling alone, from locations and weights."""
+
+    def forward(self, value, sampling_locations, attention_weights):
+        return multi_scale_deformable_attn(value, torch.tensor(SPATIAL_SHAPES),
+                                           torch.tensor(LEVEL_START_INDEX),
+                                           sampling_locations,
+                                           attention_weights)
+
+
+@pytest.mark.skipif(not is_available(), reason='proscale._ext not built')
+def test_fused_sampling_kernel_is_counted():
+    inputs = (torch.rand(BATCH, NUM_VALUES, HEADS, HEAD_DIMS),
+              torch.rand(BATCH, NUM_QUERIES, HEADS, LEVELS, POINTS, 2),
+              torch.rand(BATCH, NUM_QUERIES, HEADS, LEVELS, POINTS))
+    with torch.no_grad():
+        graph = str(torch.jit.trace(SamplingModel(), inputs).inlined_graph)
+        analyzer = MaskFormerFlopAnalyzer(SamplingModel(), inputs)
+        assert MSDA_FUSED_OP in graph
+        assert analyzer.sampling_total() == SAMPLING_FLOPS
+        assert analyzer.papers_total() == 0
 
 
 class GridSampleModel(nn.Module):

@@ -6,7 +6,8 @@ from mmcv.ops.multi_scale_deform_attn import \
 
 import proscale.ops.ms_deform_attn as msda_module
 from proscale.ops import (fused_ops, is_available, is_enabled,
-                          multi_scale_deformable_attn)
+                          multi_scale_deformable_attn,
+                          multi_scale_deformable_attn_from_points)
 
 requires_ext = pytest.mark.skipif(
     not is_available(), reason='proscale._ext (the C++ ops) was not built')
@@ -195,3 +196,80 @@ def test_fallback_without_extension_warns_once(monkeypatch):
                 multi_scale_deformable_attn(*inputs), _reference(*inputs))
     assert spy.calls == 2
     assert len(warnings) == 1 and 'no _ext for this test' in warnings[0]
+
+
+def _point_inputs(shapes,
+                  batch_size=2,
+                  num_queries=13,
+                  num_heads=3,
+                  channels=32,
+                  num_points=4,
+                  seed=0):
+    """Reference points, offsets (in pixels) and logits; the offsets put
+    a third of the samples exactly on pixel centres (from a reference
+    point at 0) and the rest anywhere, partly outside the map."""
+    value, spatial_shapes, level_start_index, _, _ = _inputs(
+        shapes,
+        batch_size,
+        num_queries,
+        num_heads,
+        channels,
+        num_points,
+        seed=seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    num_levels = len(shapes)
+    reference_points = torch.rand(
+        batch_size, num_queries, num_levels, 2, generator=generator)
+    reference_points[:, ::3] = 0
+    size = (batch_size, num_queries, num_heads, num_levels, num_points, 2)
+    offsets = torch.randn(size, generator=generator) * 3
+    wh = spatial_shapes.flip(-1)[None, None, None, :, None, :]
+    centres = torch.randint(-1, 100, size, generator=generator) % (wh + 2)
+    offsets[:, ::3] = centres[:, ::3] - 0.5
+    logits = torch.randn(
+        batch_size,
+        num_queries,
+        num_heads,
+        num_levels * num_points,
+        generator=generator) * 3
+    return (value, spatial_shapes, level_start_index, reference_points,
+            offsets, logits)
+
+
+@requires_ext
+@pytest.mark.parametrize('shapes', SHAPES.values(), ids=SHAPES.keys())
+def test_fused_from_points_equals_pytorch_path(shapes):
+    inputs = _point_inputs(shapes)
+    with torch.no_grad():
+        fused = multi_scale_deformable_attn_from_points(*inputs)
+        with fused_ops(False):
+            expected = multi_scale_deformable_attn_from_points(*inputs)
+    torch.testing.assert_close(fused, expected, rtol=0, atol=ATOL)
+
+
+def test_from_points_pytorch_path_is_mmcv_computation():
+    value, shapes, starts, reference_points, offsets, logits = \
+        _point_inputs([(6, 7), (3, 4)], num_points=2)
+    weights = logits.softmax(-1).view(offsets.shape[:-1])
+    normalizer = torch.stack([shapes[..., 1], shapes[..., 0]], -1)
+    locations = reference_points[:, :, None, :, None, :] \
+        + offsets / normalizer[None, None, None, :, None, :]
+    with fused_ops(False):
+        assert torch.equal(
+            multi_scale_deformable_attn_from_points(value, shapes, starts,
+                                                    reference_points, offsets,
+                                                    logits),
+            _reference(value, shapes, starts, locations, weights))
+
+
+@requires_ext
+@pytest.mark.parametrize('index, bad, message', [
+    (3, torch.zeros(2, 13, 3, 3), 'reference_points must be'),
+    (4, torch.zeros(2, 13, 3, 2, 4), 'sampling_offsets must be'),
+    (5, torch.zeros(2, 13, 3, 7), 'attention_logits must be'),
+])
+def test_fused_from_points_rejects_bad_inputs(index, bad, message):
+    inputs = list(_point_inputs([(6, 7), (3, 4)]))
+    inputs[index] = bad
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.proscale.ms_deform_attn_points_forward(*inputs)

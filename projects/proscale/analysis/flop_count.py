@@ -8,9 +8,10 @@ what mmengine misses in Mask2Former:
 * ``aten::baddbmm``: the masked cross-attention of the transformer decoder
   (``torch.baddbmm(attn_mask, q, k^T)``), counted like ``bmm``.
 * the multi-scale deformable attention sampling (4 bilinear taps per sampled
-  value plus 1 multiply-add to weight it), on CPU the fused kernel
-  ``proscale::ms_deform_attn_forward`` or the ``grid_sample`` calls of
-  ``multi_scale_deformable_attn_pytorch`` and on CUDA mmcv's
+  value plus 1 multiply-add to weight it), on CPU the fused kernels
+  ``proscale::ms_deform_attn_forward`` and
+  ``proscale::ms_deform_attn_points_forward`` or the ``grid_sample`` calls
+  of ``multi_scale_deformable_attn_pytorch`` and on CUDA mmcv's
   ``MultiScaleDeformableAttnFunction``. The papers count it as 0 (only the
   linear layers of deformable attention), so it is reported separately as
   ``msda_sampling`` and left out of every other figure.
@@ -34,8 +35,10 @@ from .model_utils import (TensorForward, get_backbone_modules,
 MSDA_SAMPLING = 'msda_sampling'
 # mmcv's autograd function of the CUDA deformable attention kernel.
 MSDA_FUNCTION = 'MultiScaleDeformableAttnFunction'
-# proscale's fused CPU kernel (proscale.ops.multi_scale_deformable_attn).
+# proscale's fused CPU kernels (proscale.ops): from sampling locations, and
+# from reference points, offsets and attention logits.
 MSDA_FUSED_OP = 'proscale::ms_deform_attn_forward'
+MSDA_FUSED_POINTS_OP = 'proscale::ms_deform_attn_points_forward'
 # Multiply-adds of one bilinear sample: a weighted sum of 4 neighbours.
 BILINEAR_TAPS = 4
 FLOP_KEYS = ('total', 'backbone', 'encoder', 'decoder', MSDA_SAMPLING)
@@ -96,6 +99,25 @@ def msda_function_flop_jit(inputs: List[Any],
     })
 
 
+def msda_points_flop_jit(inputs: List[Any],
+                         outputs: List[Any]) -> typing.Counter[str]:
+    """Count ``proscale::ms_deform_attn_points_forward``.
+
+    Its inputs are ``value`` (B, Nv, heads, head_dims), the spatial shapes,
+    the level start index, the reference points, ``sampling_offsets``
+    (B, Nq, heads, levels, points, 2) and the attention logits. The softmax
+    and the locations it also computes are element-wise (0).
+    """
+    head_dims = get_shape(inputs[0])[3]
+    batch_size, num_queries, num_heads, num_levels, num_points = get_shape(
+        inputs[4])[:5]
+    return Counter({
+        MSDA_SAMPLING:
+        msda_sampling_flops(batch_size, num_queries, num_heads, head_dims,
+                            num_levels, num_points)
+    })
+
+
 def grid_sampler_flop_jit(msda_scopes: Set[str]) -> Handle:
     """Make an ``aten::grid_sampler`` handle aware of deformable attention.
 
@@ -146,6 +168,7 @@ class MaskFormerFlopAnalyzer(FlopAnalyzer):
             'aten::grid_sampler': grid_sampler_flop_jit(msda_scopes),
             f'prim::PythonOp.{MSDA_FUNCTION}': msda_function_flop_jit,
             MSDA_FUSED_OP: msda_function_flop_jit,
+            MSDA_FUSED_POINTS_OP: msda_points_flop_jit,
         }
         self.set_op_handle(**handles)
         self.unsupported_ops_warnings(False)

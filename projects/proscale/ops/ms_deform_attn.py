@@ -50,16 +50,14 @@ def _warn_unavailable_once() -> None:
             level=logging.WARNING)
 
 
-def _use_fused(value: Tensor, sampling_locations: Tensor,
-               attention_weights: Tensor) -> bool:
-    """Whether the fused kernel can compute this call."""
+def _use_fused(*tensors: Tensor) -> bool:
+    """Whether the fused kernel can compute a call on these tensors."""
+    value = tensors[0]
     if not is_enabled() or value.device.type != 'cpu':
         return False
     if value.dtype not in _FUSED_DTYPES:
         return False
-    if torch.is_grad_enabled() and (value.requires_grad
-                                    or sampling_locations.requires_grad
-                                    or attention_weights.requires_grad):
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return False
     if not is_available():
         _warn_unavailable_once()
@@ -95,6 +93,50 @@ def multi_scale_deformable_attn(value: Tensor, spatial_shapes: Tensor,
         return torch.ops.proscale.ms_deform_attn_forward(
             value, spatial_shapes, level_start_index, sampling_locations,
             attention_weights)
+    return multi_scale_deformable_attn_pytorch(value, spatial_shapes,
+                                               sampling_locations,
+                                               attention_weights)
+
+
+def multi_scale_deformable_attn_from_points(
+        value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
+        reference_points: Tensor, sampling_offsets: Tensor,
+        attention_logits: Tensor) -> Tensor:
+    """Multi-scale deformable attention from the module's predictions.
+
+    What mmcv's ``MultiScaleDeformableAttention`` computes from its
+    predictions for 2-d reference points: the sampling locations
+    ``reference_points + sampling_offsets / (w, h)``, the attention weights
+    ``softmax(attention_logits)`` and :func:`multi_scale_deformable_attn`.
+    The fused kernel (``torch.ops.proscale.ms_deform_attn_points_forward``)
+    does all three in its one pass.
+
+    Args:
+        value (Tensor): Shape (bs, num_keys, num_heads, channels).
+        spatial_shapes (Tensor): (h, w) of each level, shape
+            (num_levels, 2).
+        level_start_index (Tensor): Shape (num_levels, ).
+        reference_points (Tensor): Normalized (x, y), shape
+            (bs, num_queries, num_levels, 2).
+        sampling_offsets (Tensor): Offsets in pixels of each level, shape
+            (bs, num_queries, num_heads, num_levels, num_points, 2).
+        attention_logits (Tensor): Shape (bs, num_queries, num_heads,
+            num_levels * num_points).
+
+    Returns:
+        Tensor: Shape (bs, num_queries, num_heads * channels).
+    """
+    if _use_fused(value, reference_points, sampling_offsets,
+                  attention_logits):
+        return torch.ops.proscale.ms_deform_attn_points_forward(
+            value, spatial_shapes, level_start_index, reference_points,
+            sampling_offsets, attention_logits)
+    attention_weights = attention_logits.softmax(-1).view(
+        sampling_offsets.shape[:-1])
+    offset_normalizer = spatial_shapes.flip(-1)
+    sampling_locations = reference_points[:, :, None, :, None, :] \
+        + sampling_offsets \
+        / offset_normalizer[None, None, None, :, None, :]
     return multi_scale_deformable_attn_pytorch(value, spatial_shapes,
                                                sampling_locations,
                                                attention_weights)

@@ -7,7 +7,8 @@ from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttnFunction
 from mmdet.registry import MODELS
 from torch import Tensor
 
-from ...ops import multi_scale_deformable_attn
+from ...ops import (multi_scale_deformable_attn,
+                    multi_scale_deformable_attn_from_points)
 
 
 @MODELS.register_module()
@@ -123,9 +124,29 @@ class FusedMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         value = value.view(bs, num_value, self.num_heads, -1)
         sampling_offsets = self.sampling_offsets(query).view(
             bs, num_query, self.num_heads, self.num_levels, self.num_points, 2)
-        attention_weights = self.attention_weights(query).view(
+        attention_logits = self.attention_weights(query).view(
             bs, num_query, self.num_heads, self.num_levels * self.num_points)
-        attention_weights = attention_weights.softmax(-1).view(
+        if reference_points.shape[-1] == 2 and not value.is_cuda:
+            # On the CPU the fused kernel also computes the locations and
+            # the softmax.
+            output = multi_scale_deformable_attn_from_points(
+                value, spatial_shapes, level_start_index, reference_points,
+                sampling_offsets, attention_logits)
+        else:
+            output = self._sample(value, spatial_shapes, level_start_index,
+                                  reference_points, sampling_offsets,
+                                  attention_logits)
+        output = self.output_proj(output)
+        if not self.batch_first:
+            output = output.permute(1, 0, 2)
+        return self.dropout(output) + identity
+
+    def _sample(self, value: Tensor, spatial_shapes: Tensor,
+                level_start_index: Tensor, reference_points: Tensor,
+                sampling_offsets: Tensor, attention_logits: Tensor) -> Tensor:
+        """mmcv's steps for boxes or CUDA: locations, softmax, sampling."""
+        bs, num_query = sampling_offsets.shape[:2]
+        attention_weights = attention_logits.softmax(-1).view(
             bs, num_query, self.num_heads, self.num_levels, self.num_points)
         if reference_points.shape[-1] == 2:
             offset_normalizer = spatial_shapes.flip(-1)
@@ -142,15 +163,10 @@ class FusedMultiScaleDeformableAttention(MultiScaleDeformableAttention):
                 f'Last dim of reference_points must be'
                 f' 2 or 4, but get {reference_points.shape[-1]} instead.')
         if value.is_cuda:
-            output = MultiScaleDeformableAttnFunction.apply(
+            return MultiScaleDeformableAttnFunction.apply(
                 value, spatial_shapes, level_start_index, sampling_locations,
                 attention_weights, self.im2col_step)
-        else:
-            output = multi_scale_deformable_attn(value, spatial_shapes,
-                                                 level_start_index,
-                                                 sampling_locations,
-                                                 attention_weights)
-        output = self.output_proj(output)
-        if not self.batch_first:
-            output = output.permute(1, 0, 2)
-        return self.dropout(output) + identity
+        return multi_scale_deformable_attn(value, spatial_shapes,
+                                           level_start_index,
+                                           sampling_locations,
+                                           attention_weights)
