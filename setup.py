@@ -45,18 +45,20 @@ def get_cmdclass() -> dict:
 
     class OptionalBuildExtension(BuildExtension):
 
-        def build_extension(self, ext) -> None:
+        def run(self) -> None:
             try:
-                super().build_extension(ext)
+                super().run()
             except Exception as error:
                 if os.getenv(OPS_SWITCH) == '1':
                     raise
                 print(
-                    f'WARNING: building {ext.name} failed ({error}); '
+                    f'WARNING: building proscale._ext failed ({error}); '
                     'proscale is installed without its C++ ops and runs '
                     f'the PyTorch path. Set {OPS_SWITCH}=1 to make this an '
                     'error.',
                     file=sys.stderr)
+                # Nothing was built: install without the extension.
+                self.extensions = []
 
     return {'build_ext': OptionalBuildExtension.with_options(use_ninja=True)}
 
