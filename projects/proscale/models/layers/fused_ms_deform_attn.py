@@ -17,9 +17,11 @@ class FusedMultiScaleDeformableAttention(MultiScaleDeformableAttention):
 
     Same arguments, parameters, state_dict and outputs as mmcv's module
     (batch-first or not, 2-d reference points or 4-d boxes). On the CPU,
-    when no gradient is needed, the sampling runs the fused kernel of
-    :func:`proscale.ops.multi_scale_deformable_attn`; otherwise it runs
-    mmcv's PyTorch path, and on CUDA mmcv's kernel.
+    when no gradient is needed, the fused kernel computes the sampling
+    locations, the softmax of the attention weights and the sampling in one
+    pass (:func:`proscale.ops.multi_scale_deformable_attn_from_points`; with
+    4-d boxes, only the sampling); otherwise mmcv's PyTorch path runs, and
+    on CUDA mmcv's kernel.
 
     The encoders of this project build it themselves. For any other model
     built with mmcv's module (mmdet's ``MSDeformAttnPixelDecoder``,
