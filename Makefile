@@ -1,5 +1,6 @@
 # proscale: one-command set-up, tests and demo.
 #   make install [WHEELHOUSE=DIR]   create .venv and install the pinned stack
+#                                   (PROSCALE_WITH_OPS=0: without the C++ ops)
 #   make test                       run the test suite (installs first if needed)
 #   make demo                       run the end-to-end demo (installs first if needed)
 #   make lint                       flake8 with setup.cfg's settings
@@ -16,7 +17,9 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.txt requirements/build.txt requirements/mmcv.txt requirements/runtime.txt requirements/tests.txt
+OPS_SOURCES := setup.py $(wildcard projects/proscale/ops/csrc/*.cpp projects/proscale/ops/csrc/*/*.cpp)
+
+$(STAMP): pyproject.toml $(OPS_SOURCES) requirements.txt requirements/build.txt requirements/mmcv.txt requirements/runtime.txt requirements/tests.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip<26"
 	$(PIP) install -r requirements/build.txt

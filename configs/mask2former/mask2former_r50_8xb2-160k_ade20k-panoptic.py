@@ -29,6 +29,8 @@ data_preprocessor = dict(batch_augments=[
 model = dict(
     data_preprocessor=data_preprocessor,
     panoptic_head=dict(
+        # mmdet's decoder on the fused CPU deformable attention kernel.
+        pixel_decoder=dict(type='FusedMSDeformAttnPixelDecoder'),
         num_things_classes=num_things_classes,
         num_stuff_classes=num_stuff_classes,
         loss_cls=dict(class_weight=[1.0] * num_classes + [0.1])),

@@ -31,6 +31,8 @@ model = dict(
     backbone=dict(
         norm_cfg=dict(type='SyncBN', requires_grad=True), norm_eval=False),
     panoptic_head=dict(
+        # mmdet's decoder on the fused CPU deformable attention kernel.
+        pixel_decoder=dict(type='FusedMSDeformAttnPixelDecoder'),
         num_things_classes=num_things_classes,
         num_stuff_classes=num_stuff_classes,
         loss_cls=dict(class_weight=[1.0] * num_classes + [0.1])),

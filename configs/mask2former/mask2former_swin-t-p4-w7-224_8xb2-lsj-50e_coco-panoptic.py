@@ -5,3 +5,9 @@ _base_ = ('mmdet::mask2former/'
           'mask2former_swin-t-p4-w7-224_8xb2-lsj-50e_coco-panoptic.py')
 custom_imports = dict(
     imports=['proscale'], allow_failed_imports=False)
+
+# mmdet's MSDeformAttnPixelDecoder on the fused CPU deformable attention
+# kernel (same arguments, weights and outputs).
+model = dict(
+    panoptic_head=dict(
+        pixel_decoder=dict(type='FusedMSDeformAttnPixelDecoder')))

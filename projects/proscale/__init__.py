@@ -14,6 +14,7 @@ from .utils.setup_env import setup_env  # noqa: E402
 
 setup_env()
 
-from . import analysis, datasets, engine, evaluation, models  # noqa: E402,F401
+from . import (analysis, datasets, engine, evaluation,  # noqa: E402,F401
+               models, ops)
 
 __version__ = '0.2.0'

@@ -11,7 +11,11 @@ from mmengine.analysis import FlopAnalyzer
 from proscale.analysis import (MaskFormerFlopAnalyzer, TensorForward,
                                average_flops, count_flops, fixed_shape_batch,
                                flop_count, get_pixel_decoder)
-from proscale.analysis.flop_count import (BILINEAR_TAPS, MSDA_SAMPLING)
+from proscale.analysis.flop_count import (BILINEAR_TAPS, MSDA_FUSED_OP,
+                                          MSDA_FUSED_POINTS_OP, MSDA_SAMPLING)
+from proscale.models.layers import FusedMultiScaleDeformableAttention
+from proscale.ops import (fused_ops, is_available, multi_scale_deformable_attn)
+from proscale.ops import ms_deform_attn as msda_ops
 
 # Toy dimensions, small enough to count by hand.
 BATCH, TOKENS, IN_DIMS, OUT_DIMS = 1, 3, 6, 5
@@ -135,6 +139,49 @@ def test_cuda_function_path_counts_the_same(monkeypatch):
     assert analyzer.papers_total() == PAPERS_TOTAL
 
 
+@pytest.mark.skipif(not is_available(), reason='proscale._ext not built')
+def test_fused_kernel_counts_the_same(monkeypatch):
+    """The fused CPU kernel is one ``ms_deform_attn_points_forward``."""
+
+    def no_pytorch_path(*args):
+        raise AssertionError('the PyTorch path ran')
+
+    monkeypatch.setattr(msda_ops, 'multi_scale_deformable_attn_pytorch',
+                        no_pytorch_path)
+    model = FusedMultiScaleDeformableAttention.convert(ToyModel().eval())
+    with torch.no_grad():
+        analyzer = MaskFormerFlopAnalyzer(model, _toy_inputs())
+        graph = str(torch.jit.trace(model, _toy_inputs()).inlined_graph)
+        operators = analyzer.by_operator()
+    assert MSDA_FUSED_POINTS_OP in graph
+    assert 'grid_sampler' not in operators
+    assert operators[MSDA_SAMPLING] == SAMPLING_FLOPS
+    assert analyzer.papers_total() == PAPERS_TOTAL
+
+
+class SamplingModel(nn.Module):
+    """The sampling alone, from locations and weights."""
+
+    def forward(self, value, sampling_locations, attention_weights):
+        return multi_scale_deformable_attn(value, torch.tensor(SPATIAL_SHAPES),
+                                           torch.tensor(LEVEL_START_INDEX),
+                                           sampling_locations,
+                                           attention_weights)
+
+
+@pytest.mark.skipif(not is_available(), reason='proscale._ext not built')
+def test_fused_sampling_kernel_is_counted():
+    inputs = (torch.rand(BATCH, NUM_VALUES, HEADS, HEAD_DIMS),
+              torch.rand(BATCH, NUM_QUERIES, HEADS, LEVELS, POINTS, 2),
+              torch.rand(BATCH, NUM_QUERIES, HEADS, LEVELS, POINTS))
+    with torch.no_grad():
+        graph = str(torch.jit.trace(SamplingModel(), inputs).inlined_graph)
+        analyzer = MaskFormerFlopAnalyzer(SamplingModel(), inputs)
+        assert MSDA_FUSED_OP in graph
+        assert analyzer.sampling_total() == SAMPLING_FLOPS
+        assert analyzer.papers_total() == 0
+
+
 class GridSampleModel(nn.Module):
 
     def forward(self, image, grid):
@@ -157,12 +204,13 @@ def test_tiny_mask2former_handles_and_breakdown(tiny_baseline,
     assert result['msda_sampling'] * 1e9 == pytest.approx(sampling, rel=1e-9)
 
     # mmengine alone misses the masked attention and counts 4 of the 5
-    # sampling FLOPs per sampled value (its grid_sampler handle).
+    # sampling FLOPs per sampled value (its grid_sampler handle, so on the
+    # PyTorch path: it does not know the fused kernel).
     data = model.data_preprocessor(fixed_shape_batch(model, SHAPE), False)
     raw = FlopAnalyzer(
         TensorForward(model, data['data_samples']), (data['inputs'], ))
     raw.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    with torch.no_grad():
+    with torch.no_grad(), fused_ops(False):
         raw_total = raw.total()
     assert result['total'] * 1e9 - raw_total == pytest.approx(
         masked_attention - BILINEAR_TAPS * sampling / 5, rel=1e-9)
@@ -176,6 +224,15 @@ def test_tiny_mask2former_handles_and_breakdown(tiny_baseline,
                for k in ('backbone', 'encoder', 'decoder')) == pytest.approx(
                    result['total'], rel=1e-12)
     assert result['params'] * 1e6 == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.skipif(not is_available(), reason='proscale._ext not built')
+def test_fused_kernel_does_not_change_gflops(tiny_baseline,
+                                             tiny_baseline_flops):
+    with fused_ops(False):
+        pytorch_path = count_flops(tiny_baseline,
+                                   fixed_shape_batch(tiny_baseline, SHAPE))
+    assert pytorch_path == tiny_baseline_flops
 
 
 def test_average_flops_counts_every_image_alone(monkeypatch, tiny_baseline):

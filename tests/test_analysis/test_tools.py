@@ -8,6 +8,7 @@ from analysis_helpers import (REPO_ROOT, SHAPE, TINY_BASELINE, TINY_PROSCALE,
 
 from proscale.analysis import (build_analysis_model, load_analysis_config)
 from proscale.datasets import generate_synthetic_panoptic
+from proscale.ops import is_available
 
 GET_FLOPS_KEYS = {
     'total', 'backbone', 'encoder', 'decoder', 'msda_sampling', 'params',
@@ -159,6 +160,21 @@ def test_benchmark_encoders_side_by_side(benchmark_tool, tmp_path):
     assert first['ratio'] == 1.0
     assert second['ratio'] == pytest.approx(second['median_s'] /
                                             first['median_s'])
+
+
+@pytest.mark.skipif(not is_available(), reason='proscale._ext not built')
+def test_benchmark_compares_fused_and_pytorch_paths(benchmark_tool, capsys):
+    config = str(REPO_ROOT / TINY_PROSCALE)
+    result = benchmark_tool.main([
+        config, '--shape', *map(str, SHAPE), '--part', 'encoder', '--runs',
+        '1', '--warmup', '0', '--compare-fused'
+    ])
+    fused, pytorch = f'{config} [fused]', f'{config} [pytorch]'
+    assert list(result['timings']) == [fused, pytorch]
+    assert result['fused_speedup'][config] == pytest.approx(
+        result['timings'][pytorch]['median_s'] /
+        result['timings'][fused]['median_s'])
+    assert 'fused' in capsys.readouterr().out
 
 
 def test_benchmark_mmseg_model(benchmark_tool, mmseg_config):

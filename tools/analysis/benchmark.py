@@ -7,6 +7,9 @@ compared with the first one.
 Examples:
     python tools/analysis/benchmark.py BASELINE.py PROSCALE.py \
         --shape 800 1088 --part encoder --threads 2 --runs 5
+    # each config on the fused CPU kernels and on the plain PyTorch path
+    python tools/analysis/benchmark.py BASELINE.py PROSCALE.py \
+        --shape 800 1088 --part encoder --threads 2 --runs 5 --compare-fused
 """
 import argparse
 from typing import List, Optional
@@ -16,7 +19,9 @@ import torch
 from proscale.analysis import (benchmark, build_analysis_model,
                                format_benchmark, load_analysis_config,
                                make_workload)
-from proscale.analysis.latency import BENCHMARK_PARTS
+from proscale.analysis.latency import (BENCHMARK_PARTS, CPU_PATHS,
+                                       fused_speedups, with_cpu_path)
+from proscale.ops import is_available
 from proscale.utils.cli import (add_cfg_options_argument, dump_json,
                                 positive_int, report_user_errors)
 
@@ -46,6 +51,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--threads', type=int, help='torch CPU threads (default: torch\'s)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
     parser.add_argument(
+        '--compare-fused',
+        action='store_true',
+        help='time every config twice, interleaved: on the fast CPU paths '
+        '(fused deformable attention kernel, LPE max-pool: "CONFIG [fused]") '
+        'and on the plain PyTorch paths ("CONFIG [pytorch]"), and report '
+        'the speed-ups')
+    parser.add_argument(
         '--runs', type=int, default=10, help='timed runs (default: 10)')
     parser.add_argument(
         '--warmup', type=int, default=2, help='untimed runs (default: 2)')
@@ -61,6 +73,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error(f'--threads must be positive, got {args.threads}')
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         parser.error(f'--device {args.device}: CUDA is not available')
+    if args.compare_fused and not is_available():
+        parser.error('--compare-fused: the C++ extension proscale._ext was '
+                     'not built')
     return args
 
 
@@ -77,11 +92,22 @@ def main(argv: Optional[List[str]] = None) -> dict:
             model = build_analysis_model(cfg, args.device)
             workloads[config] = make_workload(model, tuple(args.shape),
                                               args.part)
+    if args.compare_fused:
+        workloads = {
+            f'{config} [{path}]': with_cpu_path(fn, path)
+            for path in CPU_PATHS
+            for config, fn in workloads.items()
+        }
     results = benchmark(workloads, args.runs, args.warmup, args.device)
     print(f'part={args.part} shape={args.shape[0]}x{args.shape[1]} '
           f'device={args.device} threads={torch.get_num_threads()} '
           f'runs={args.runs} warmup={args.warmup}')
     print(format_benchmark(results))
+    if args.compare_fused:
+        speedups = fused_speedups(results, args.configs)
+        for config, speedup in speedups.items():
+            print(f'{config}: fused {speedup:.2f}x faster than pytorch')
+        results = dict(timings=results, fused_speedup=speedups)
     dump_json(results, args.json)
     return results
 

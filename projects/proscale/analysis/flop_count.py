@@ -8,8 +8,10 @@ what mmengine misses in Mask2Former:
 * ``aten::baddbmm``: the masked cross-attention of the transformer decoder
   (``torch.baddbmm(attn_mask, q, k^T)``), counted like ``bmm``.
 * the multi-scale deformable attention sampling (4 bilinear taps per sampled
-  value plus 1 multiply-add to weight it), on CPU the ``grid_sample`` calls of
-  ``multi_scale_deformable_attn_pytorch`` and on CUDA mmcv's
+  value plus 1 multiply-add to weight it), on CPU the fused kernels
+  ``proscale::ms_deform_attn_forward`` and
+  ``proscale::ms_deform_attn_points_forward`` or the ``grid_sample`` calls
+  of ``multi_scale_deformable_attn_pytorch`` and on CUDA mmcv's
   ``MultiScaleDeformableAttnFunction``. The papers count it as 0 (only the
   linear layers of deformable attention), so it is reported separately as
   ``msda_sampling`` and left out of every other figure.
@@ -33,6 +35,10 @@ from .model_utils import (TensorForward, get_backbone_modules, get_encoder,
 MSDA_SAMPLING = 'msda_sampling'
 # mmcv's autograd function of the CUDA deformable attention kernel.
 MSDA_FUNCTION = 'MultiScaleDeformableAttnFunction'
+# proscale's fused CPU kernels (proscale.ops): from sampling locations, and
+# from reference points, offsets and attention logits.
+MSDA_FUSED_OP = 'proscale::ms_deform_attn_forward'
+MSDA_FUSED_POINTS_OP = 'proscale::ms_deform_attn_points_forward'
 # Multiply-adds of one bilinear sample: a weighted sum of 4 neighbours.
 BILINEAR_TAPS = 4
 FLOP_KEYS = ('total', 'backbone', 'encoder', 'decoder', MSDA_SAMPLING)
@@ -71,20 +77,40 @@ def msda_sampling_flops(batch_size: int, num_queries: int, num_heads: int,
 
 def msda_function_flop_jit(inputs: List[Any],
                            outputs: List[Any]) -> typing.Counter[str]:
-    """Count mmcv's ``MultiScaleDeformableAttnFunction`` (the CUDA path).
+    """Count a deformable attention kernel: mmcv's CUDA one or the fused one.
 
-    Its tensor inputs are ``value`` (B, Nv, heads, head_dims), the spatial
-    shapes, the level start index, ``sampling_locations`` (B, Nq, heads,
-    levels, points, 2) and ``attention_weights``; they are told apart by
-    rank.
+    mmcv's ``MultiScaleDeformableAttnFunction`` and
+    ``proscale::ms_deform_attn_forward`` take the same tensor inputs:
+    ``value`` (B, Nv, heads, head_dims), the spatial shapes, the level start
+    index, ``sampling_locations`` (B, Nq, heads, levels, points, 2) and
+    ``attention_weights``; they are told apart by rank.
     """
     shapes = {len(shape): shape for shape in map(get_shape, inputs) if shape}
     if 4 not in shapes or 6 not in shapes:
-        raise ValueError(f'{MSDA_FUNCTION}: expected a 4-D '
+        raise ValueError('deformable attention kernel: expected a 4-D '
                          'value and 6-D sampling locations, got shapes '
                          f'{sorted(shapes.values())}')
     head_dims = shapes[4][3]
     batch_size, num_queries, num_heads, num_levels, num_points = shapes[6][:5]
+    return Counter({
+        MSDA_SAMPLING:
+        msda_sampling_flops(batch_size, num_queries, num_heads, head_dims,
+                            num_levels, num_points)
+    })
+
+
+def msda_points_flop_jit(inputs: List[Any],
+                         outputs: List[Any]) -> typing.Counter[str]:
+    """Count ``proscale::ms_deform_attn_points_forward``.
+
+    Its inputs are ``value`` (B, Nv, heads, head_dims), the spatial shapes,
+    the level start index, the reference points, ``sampling_offsets``
+    (B, Nq, heads, levels, points, 2) and the attention logits. The softmax
+    and the locations it also computes are element-wise (0).
+    """
+    head_dims = get_shape(inputs[0])[3]
+    batch_size, num_queries, num_heads, num_levels, num_points = get_shape(
+        inputs[4])[:5]
     return Counter({
         MSDA_SAMPLING:
         msda_sampling_flops(batch_size, num_queries, num_heads, head_dims,
@@ -141,6 +167,8 @@ class MaskFormerFlopAnalyzer(FlopAnalyzer):
             'aten::baddbmm': baddbmm_flop_jit,
             'aten::grid_sampler': grid_sampler_flop_jit(msda_scopes),
             f'prim::PythonOp.{MSDA_FUNCTION}': msda_function_flop_jit,
+            MSDA_FUSED_OP: msda_function_flop_jit,
+            MSDA_FUSED_POINTS_OP: msda_points_flop_jit,
         }
         self.set_op_handle(**handles)
         self.unsupported_ops_warnings(False)

@@ -15,9 +15,12 @@ from typing import Any, Callable, Dict, List, Tuple
 import torch
 import torch.nn as nn
 
+from ..ops import fused_ops
 from .model_utils import TensorForward, encoder_workload, fixed_shape_batch
 
 BENCHMARK_PARTS = ('encoder', 'model')
+# Labels of the two deformable attention paths in compare_fused_paths.
+CPU_PATHS = ('fused', 'pytorch')
 _PROC_STATUS = '/proc/self/status'
 _PROC_CLEAR_REFS = '/proc/self/clear_refs'
 # Writing '5' to clear_refs resets the peak resident set size (VmHWM).
@@ -175,6 +178,48 @@ def make_workload(model: nn.Module,
             return module()
 
     return run
+
+
+def with_cpu_path(fn: Callable[[], Any], path: str) -> Callable[[], Any]:
+    """Make a workload run one CPU inference path.
+
+    Args:
+        fn (Callable): A workload of :func:`make_workload`.
+        path (str): 'fused' (the fast CPU paths of :mod:`proscale.ops`: the
+            fused deformable attention kernel and the LPE's max-pool, where
+            they apply) or 'pytorch' (the plain PyTorch paths everywhere).
+
+    Returns:
+        Callable: ``fn`` run inside :func:`proscale.ops.fused_ops`.
+    """
+    if path not in CPU_PATHS:
+        raise ValueError(f'path must be one of {CPU_PATHS}, got {path!r}')
+
+    def run() -> Any:
+        with fused_ops(path == 'fused'):
+            return fn()
+
+    return run
+
+
+def fused_speedups(results: Dict[str, Dict[str, float]],
+                   names: List[str]) -> Dict[str, float]:
+    """Speed-up of the fused path over the PyTorch path, per workload name.
+
+    Args:
+        results (dict): :func:`benchmark` results with the entries
+            ``'{name} [fused]'`` and ``'{name} [pytorch]'`` of every name.
+        names (list[str]): The workload names.
+
+    Returns:
+        dict[str, float]: Median PyTorch-path time over median fused time.
+    """
+    return {
+        name:
+        results[f'{name} [pytorch]']['median_s'] /
+        results[f'{name} [fused]']['median_s']
+        for name in names
+    }
 
 
 def format_benchmark(results: Dict[str, Dict[str, float]]) -> str:

@@ -1,3 +1,4 @@
+from .fused_ms_deform_attn import FusedMultiScaleDeformableAttention
 from .light_pixel_embedding import LightPixelEmbedding
 from .progressive_detr_encoder import (ProScaleDetrTransformerEncoder,
                                        reverse_attention_levels)
@@ -5,7 +6,8 @@ from .progressive_encoder import ProScaleTransformerEncoder
 from .token_recalibration import TokenRecalibration, build_token_recalibration
 
 __all__ = [
-    'LightPixelEmbedding', 'ProScaleDetrTransformerEncoder',
-    'ProScaleTransformerEncoder', 'TokenRecalibration',
-    'build_token_recalibration', 'reverse_attention_levels'
+    'FusedMultiScaleDeformableAttention', 'LightPixelEmbedding',
+    'ProScaleDetrTransformerEncoder', 'ProScaleTransformerEncoder',
+    'TokenRecalibration', 'build_token_recalibration',
+    'reverse_attention_levels'
 ]

@@ -11,6 +11,8 @@ from mmdet.utils import ConfigType, OptConfigType
 from mmengine.model import ModuleList
 from torch import Tensor
 
+from .fused_ms_deform_attn import FusedMultiScaleDeformableAttention
+
 
 class ProScaleTransformerEncoder(Mask2FormerTransformerEncoder):
     """Progressive token length scaling encoder of PRO-SCALE with early exit.
@@ -35,7 +37,8 @@ class ProScaleTransformerEncoder(Mask2FormerTransformerEncoder):
     The schedule ``(0, ..., 0, N)`` is mmdet's
     ``Mask2FormerTransformerEncoder`` with ``N`` layers and the same
     parameter names. All layers live in one
-    flat ``self.layers`` (stage 1 layers first).
+    flat ``self.layers`` (stage 1 layers first); their self-attention is
+    :class:`FusedMultiScaleDeformableAttention`.
 
     Early exit: the encoder can stop after any ``k`` of its
     ``num_layers`` layers (``0 <= k <= num_layers``); layers after ``k``
@@ -111,12 +114,19 @@ class ProScaleTransformerEncoder(Mask2FormerTransformerEncoder):
         return tuple(sorted(set(exits)))
 
     def _init_layers(self) -> None:
-        """Initialize the layers of all stages in one flat ModuleList."""
+        """Initialize the layers of all stages in one flat ModuleList.
+
+        The layers are mmdet's ``DeformableDetrTransformerEncoderLayer`` with
+        :class:`FusedMultiScaleDeformableAttention` as self-attention (same
+        parameters and outputs, the fused kernel on the CPU).
+        """
         layers = []
         for num_levels in self.layer_levels:
             layer_cfg = copy.deepcopy(self.layer_cfg)
             layer_cfg['self_attn_cfg']['num_levels'] = num_levels
-            layers.append(DeformableDetrTransformerEncoderLayer(**layer_cfg))
+            layers.append(
+                FusedMultiScaleDeformableAttention.convert(
+                    DeformableDetrTransformerEncoderLayer(**layer_cfg)))
         self.layers = ModuleList(layers)
         if self.num_cp > 0:
             if checkpoint_wrapper is None:

@@ -1,4 +1,8 @@
+from .fused_pixel_decoder import FusedMSDeformAttnPixelDecoder
 from .proscale_pixel_decoder import (EarlyExitMSDeformAttnPixelDecoder,
                                      ProScalePixelDecoder)
 
-__all__ = ['ProScalePixelDecoder', 'EarlyExitMSDeformAttnPixelDecoder']
+__all__ = [
+    'FusedMSDeformAttnPixelDecoder', 'ProScalePixelDecoder',
+    'EarlyExitMSDeformAttnPixelDecoder'
+]
