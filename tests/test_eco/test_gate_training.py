@@ -121,6 +121,25 @@ def test_fit_gate_with_a_gflops_budget():
     assert fit.trials and fit.beta == min(
         (t
          for t in fit.trials if t.cost <= 13.0), key=lambda t: -t.quality).beta
+    # the final gate is refit on all images with the chosen beta
+    refit = train_gate(_samples(), fit.beta, **TRAIN_KWARGS)
+    torch.testing.assert_close(fit.gate.head.weight, refit.head.weight)
+    assert fit.train_metrics['num_images'] == len(_samples())
+    # the gate's own cost counts against the budget
+    with_gate = fit_gate(
+        _samples(),
+        budget=13.0,
+        budget_unit='gflops',
+        exit_gflops=[10, 11, 12, 13, 14],
+        gate_gflops=0.5,
+        val_fraction=0.25,
+        search_steps=2,
+        refit=False,
+        **TRAIN_KWARGS)
+    assert with_gate.val_metrics['mean_gflops'] <= 13.0
+    assert with_gate.val_metrics['mean_gflops'] == pytest.approx(
+        with_gate.val_metrics['mean_depth'] + 8.5)
+    assert with_gate.train_metrics['num_images'] == 180
     with pytest.raises(ValueError, match='exactly one'):
         fit_gate(_samples(), beta=0.1, budget=3.0)
     with pytest.raises(ValueError, match='GFLOPs of every exit'):

@@ -76,12 +76,20 @@ def test_train_gate_with_beta(derived, tmp_path, capsys):
     ])
     out = capsys.readouterr().out
     for text in ('gate accuracy', 'exit histogram', 'expected encoder depth',
-                 'expected GFLOPs', 'held-out split (40 images)'):
+                 'expected GFLOPs',
+                 'held-out split, gate trained on the rest (40 images)',
+                 'saved gate, on its training images (all, refit) '
+                 '(200 images)'):
         assert text in out
     assert f"gate accuracy           {figures['val']['accuracy']:.1%}" in out
+    # the gate's own cost (its head: 64 x 5 multiply-adds) is counted
+    assert figures['gate_gflops'] == pytest.approx(64 * 5 / 1e9)
     assert figures['val']['mean_gflops'] == pytest.approx(
-        figures['val']['mean_depth'] + 8)
+        figures['val']['mean_depth'] + 8 + figures['gate_gflops'])
     gate, meta = load_gate(str(gate_file))
+    # the saved gate is refit on all images with the chosen beta
+    refit = train_gate(load_exit_samples(derived), 0.02, iters=150)
+    torch.testing.assert_close(gate.head.weight, refit.head.weight)
     assert gate.exits == EXITS and gate.in_channels == 64
     assert meta['beta'] == 0.02 and meta['loss'] == 'hard_ce'
     assert meta['derived']['checkpoint']['path'] == 'parent.pth'
@@ -179,8 +187,8 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options, derived,
     assert shallow['exit_shares'][2] == 1.0
     assert shallow['PQ'] == by_policy['exit2']['PQ']
     assert shallow['gflops'] == pytest.approx(by_policy['exit2']['gflops'] +
-                                              table['gate_gflops'])
-    assert 0 < table['gate_gflops'] < 0.01 * gflops[0]
+                                              table['gate_gflops']['beta1'])
+    assert 0 < table['gate_gflops']['beta1'] < 0.01 * gflops[0]
     assert (out_dir / 'sweep.png').stat().st_size > 0
     assert load_gate(by_policy['beta0']['gate_file'])[1]['beta'] == 0
 

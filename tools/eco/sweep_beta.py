@@ -4,9 +4,10 @@ For every beta a gate is trained on the derived exit dataset of the training
 split (all its images). One pass over the test set (``ExitPolicyTestLoop``)
 then evaluates every gate and every fixed exit exactly: each policy's
 evaluator gets every image's prediction at the exit that policy picks, so
-PQ is the dataset-level metric, as for a real gated run. Expected GFLOPs
-are ``sum_k share_k * G_k`` (+ the gate's own cost), with ``G_k`` averaged
-over ``--flops-images`` test images. Writes ``sweep.json``, ``sweep.png``
+PQ is the dataset-level metric, as for a real gated run. GFLOPs are
+averaged per image over the first ``--flops-images`` test images, each at
+its own size and at the exit the policy picked for it (+ the gate's own
+cost for gates). Writes ``sweep.json``, ``sweep.png``
 and the gates (``gates/beta<beta>.pth``, e.g. ``beta0.003.pth``, ready for
 ``merge_gate.py``) to ``--out-dir``.
 
@@ -21,8 +22,7 @@ import os
 import os.path as osp
 from typing import List, Optional
 
-from proscale.analysis.exit_flops import (
-    count_exit_gflops, count_gate_gflops)
+from proscale.analysis.exit_flops import ImageGFlops, count_gate_gflops
 from proscale.eco.exit_samples import (
     load_exit_samples)
 from proscale.eco.gate_sweep import (
@@ -109,15 +109,23 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         runner = build_runner(cfg)
         per_policy = split_policy_metrics(runner.test())
     loop = runner.test_loop
-    model = loop.model
-    exit_gflops, gate_gflops = None, 0.0
+    gflops, exit_gflops, gate_gflops = None, None, None
     if args.flops_images:
-        exit_gflops = count_exit_gflops(model, loop.dataloader, loop.exits,
-                                        args.flops_images)
-        gate_gflops = count_gate_gflops(model, next(iter(loop.gates.values())),
-                                        loop.dataloader, args.flops_images)
+        image_gflops = ImageGFlops(loop.model)
+        gate_gflops = {
+            name: count_gate_gflops(gate)
+            for name, gate in loop.gates.items()
+        }
+        gflops = {
+            name: image_gflops.mean(images[:args.flops_images],
+                                    gate_gflops.get(name, 0.0))
+            for name, images in loop.image_exits.items()
+        }
+        sizes = [size for size, _ in
+                 next(iter(loop.image_exits.values()))[:args.flops_images]]
+        exit_gflops = image_gflops.per_exit(sizes, loop.exits)
     rows = sweep_rows(per_policy, loop.exit_counts, loop.exits, betas,
-                      exit_gflops, gate_gflops)
+                      gflops)
     for row in rows:
         if row['kind'] == 'gate':
             row['train_accuracy'] = train_accuracy[row['policy']]
@@ -130,7 +138,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
             derived=args.derived,
             loss=args.loss,
             exit_gflops=exit_gflops,
-            gate_gflops=gate_gflops if exit_gflops else None,
+            gate_gflops=gate_gflops,
             rows=rows), osp.join(args.out_dir, 'sweep.json'))
     plot_sweep(rows, osp.join(args.out_dir, 'sweep.png'),
                osp.basename(args.config))

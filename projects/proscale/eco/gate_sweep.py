@@ -7,7 +7,6 @@ turns the results into rows (:func:`sweep_rows`), a text table
 """
 from typing import Dict, List, Mapping, Optional
 
-from ..analysis.exit_flops import expected_gflops
 from ..engine.loops import fixed_exit_policy
 
 # Panoptic metrics reported per policy, matched against the last part of the
@@ -32,8 +31,7 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
                exit_counts: Mapping[str, Mapping[int, int]],
                exits: List[int],
                betas: Mapping[str, float],
-               exit_gflops: Optional[Mapping[int, float]] = None,
-               gate_gflops: float = 0.0) -> List[dict]:
+               gflops: Optional[Mapping[str, float]] = None) -> List[dict]:
     """One row per exit policy: its quality and expected cost.
 
     Args:
@@ -44,15 +42,15 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
         exits (list[int]): The fixed exits evaluated, increasing; the last
             is the full model.
         betas (Mapping[str, float]): Gate policy name -> its beta.
-        exit_gflops (Mapping[int, float], optional): GFLOPs per image at
-            each exit.
-        gate_gflops (float): Per-image GFLOPs of running a gate.
+        gflops (Mapping[str, float], optional): Policy -> mean GFLOPs per
+            image, each image at its own size and exit (the gate's own
+            cost included for gates).
 
     Returns:
         list[dict]: Rows with ``policy``, ``kind`` ('fixed' or 'gate'),
         ``exit`` (fixed) or ``beta`` (gate), ``full_model``, the metrics of
         :data:`SWEEP_METRICS`, ``mean_depth``, ``exit_shares`` and, with
-        ``exit_gflops``, ``gflops``. Fixed exits come first, then the gates
+        ``gflops``, ``gflops``. Fixed exits come first, then the gates
         by increasing beta.
     """
     policies = [(fixed_exit_policy(k), 'fixed')
@@ -74,9 +72,8 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
             k: counts.get(k, 0) / total
             for k in sorted(set(exits) | set(counts))
         }
-        if exit_gflops is not None:
-            row['gflops'] = expected_gflops(
-                counts, exit_gflops, gate_gflops if kind == 'gate' else 0.0)
+        if gflops is not None:
+            row['gflops'] = float(gflops[name])
         rows.append(row)
     return rows
 

@@ -1,7 +1,7 @@
 """Evaluate fixed exits and exit gates of an early-exit model in one pass."""
 import copy
 from collections import Counter
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from mmdet.structures import SampleList
 from mmengine.registry import LOOPS
@@ -42,13 +42,17 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
     trained exit gate (named by the caller). For every batch the model (an
     ``EcoMask2Former``) runs the backbone and the encoder once, decodes at
     every exit (``predict_exits_by_feat``) and computes the gate input
-    (``pixel_decoder.gate_features``); each policy's evaluator, a copy of
+    (``gate_input``), per group of images of equal size alone
+    (``own_size_groups``, as gated inference does); each policy's evaluator,
+    a copy of
     the test evaluator, receives every image's prediction at the exit that
     policy picks (its own copies), so each policy's metrics are exactly
     those of running it alone, dataset-level PQ included. The hooks see the
     deepest exit's predictions. :meth:`run` returns
-    ``'{policy}/{metric}'`` and :attr:`exit_counts` counts the images each
-    policy sent to each exit.
+    ``'{policy}/{metric}'``, :attr:`exit_counts` counts the images each
+    policy sent to each exit and :attr:`image_exits` lists, per policy and
+    in test order, every image's input size alone and its exit (for
+    per-image GFLOPs).
 
     Args:
         runner (Runner): The runner.
@@ -72,8 +76,7 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
                  fp16: bool = False) -> None:
         model = early_exit_model(
             runner.model, 'ExitPolicyTestLoop',
-            ('predict_exits_by_feat', 'panoptic_head.pixel_decoder.'
-             'gate_features'))
+            ('predict_exits_by_feat', 'gate_input', 'own_size_groups'))
         self.exits: List[int] = model.check_exits(
             model.exit_layers if exits is None else exits, 'test_cfg.exits')
         self.gates: Dict[str, ExitGate] = {}
@@ -85,9 +88,17 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
             model.check_exits(self.gates[name].exits, f'exits of {path}')
         self.policies = [fixed_exit_policy(k)
                          for k in self.exits] + list(self.gates)
+        # every batch is decoded at every exit some policy can pick
+        self.decoded_exits = sorted(
+            set(self.exits).union(*(gate.exits
+                                    for gate in self.gates.values())))
         super().__init__(runner, dataloader, evaluator, self.policies, fp16)
         self.exit_counts: Dict[str, Counter] = {
             name: Counter()
+            for name in self.policies
+        }
+        self.image_exits: Dict[str, List[Tuple[Tuple[int, int], int]]] = {
+            name: []
             for name in self.policies
         }
 
@@ -112,16 +123,28 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
             every policy's predictions (:func:`policy_predictions`).
         """
         model = self.model
-        feats = model.extract_feat(data['inputs'])
-        choices = self._policy_exits(
-            model.panoptic_head.pixel_decoder.gate_features(list(feats)))
-        outputs = model.predict_exits_by_feat(
-            feats, data['data_samples'],
-            {k
-             for exits in choices.values()
-             for k in exits})
+        samples = data['data_samples']
+        outputs = {k: [None] * len(samples) for k in self.decoded_exits}
+        choices = {name: [0] * len(samples) for name in self.policies}
+        for inputs, index in model.own_size_groups(data['inputs'], samples):
+            index = index.tolist()
+            group_samples = [samples[i] for i in index]
+            feats = model.extract_feat(inputs)
+            projected = model.panoptic_head.pixel_decoder.project_inputs(
+                list(feats))
+            group_choices = self._policy_exits(
+                model.gate_input(feats, group_samples, projected))
+            group_outputs = model.predict_exits_by_feat(
+                feats, group_samples, self.decoded_exits, projected=projected)
+            for j, i in enumerate(index):
+                for k, predictions in group_outputs.items():
+                    outputs[k][i] = predictions[j]
+                for name, exits in group_choices.items():
+                    choices[name][i] = exits[j]
+        sizes = [tuple(sample.batch_input_shape) for sample in samples]
         for name, exits in choices.items():
             self.exit_counts[name].update(exits)
+            self.image_exits[name] += list(zip(sizes, exits))
         return outputs, {
             name: policy_predictions(outputs, exits)
             for name, exits in choices.items()

@@ -283,25 +283,73 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
             if isinstance(m, MultiScaleDeformableAttention):
                 m.init_weights()
 
-    def gate_features(self, feats: List[Tensor]) -> Tensor:
-        """Pooled lowest-resolution tokens, the input of an exit gate.
+    def project_inputs(self, feats: List[Tensor]) -> List[Tensor]:
+        """Project the encoder scales (1x1 conv + norm), coarse to fine.
+
+        The encoder's input tokens before TRC, position and level
+        embeddings; :meth:`forward_exits` accepts them back so that a
+        caller that also needs them (the exit gate reads the 1/32 map)
+        does not compute them twice.
 
         Args:
             feats (list[Tensor]): Backbone features, each (B, C_i, H_i, W_i).
 
         Returns:
-            Tensor: Global average of the projected (1x1 conv + norm, no
-            position or level embedding) 1/32 features, shape
-            (B, feat_channels).
+            list[Tensor]: ``num_encoder_levels`` maps, each (B,
+            feat_channels, h, w), the 1/32 scale first.
         """
-        return self.input_convs[0](feats[self.num_input_levels -
-                                         1]).mean(dim=(2, 3))
+        return [
+            self.input_convs[i](feats[self.num_input_levels - i - 1])
+            for i in range(self.num_encoder_levels)
+        ]
 
-    def _encoder_inputs(self, feats: List[Tensor]) -> Dict[str, Tensor]:
+    def gate_features(self,
+                      feats: List[Tensor],
+                      valid_shapes: Optional[Tensor] = None,
+                      projected: Optional[List[Tensor]] = None) -> Tensor:
+        """Pooled lowest-resolution tokens, the input of an exit gate.
+
+        Args:
+            feats (list[Tensor]): Backbone features, each (B, C_i, H_i, W_i).
+            valid_shapes (Tensor, optional): Each image's unpadded input
+                size ``(h, w)`` in pixels, shape (B, 2); the average then
+                runs over the cells of the 1/32 map that overlap the image
+                (``ceil(h / 32) x ceil(w / 32)``), so it does not depend on
+                how far a batch pads the image. None averages the whole map.
+            projected (list[Tensor], optional): :meth:`project_inputs` of
+                ``feats``, reused instead of projecting the 1/32 features
+                again.
+
+        Returns:
+            Tensor: Average of the projected (1x1 conv + norm, no position
+            or level embedding) 1/32 features, shape (B, feat_channels).
+        """
+        level = self.num_input_levels - 1
+        coarse = projected[0] if projected is not None else \
+            self.input_convs[0](feats[level])
+        if valid_shapes is None:
+            return coarse.mean(dim=(2, 3))
+        height, width = coarse.shape[-2:]
+        cells = torch.ceil(
+            valid_shapes.to(coarse.device, torch.float64) /
+            self.strides[level]).long()
+        rows = torch.arange(height, device=coarse.device)
+        cols = torch.arange(width, device=coarse.device)
+        mask = (rows[None, :, None] < cells[:, 0, None, None]) & (
+            cols[None, None, :] < cells[:, 1, None, None])
+        mask = mask.unsqueeze(1).to(coarse.dtype)
+        return (coarse * mask).sum(dim=(2, 3)) / mask.sum(dim=(2, 3))
+
+    def _encoder_inputs(
+            self,
+            feats: List[Tensor],
+            projected: Optional[List[Tensor]] = None) -> Dict[str, Tensor]:
         """Project, recalibrate and flatten the encoder scales.
 
         Args:
             feats (list[Tensor]): Backbone features, each (B, C_i, H_i, W_i).
+            projected (list[Tensor], optional): :meth:`project_inputs` of
+                ``feats``; None projects them here.
 
         Returns:
             dict[str, Tensor]: Keyword arguments of the encoder: ``query``
@@ -312,6 +360,8 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
             number of tokens of the ``L`` scales, ordered coarse to fine.
         """
         batch_size = feats[0].shape[0]
+        if projected is None:
+            projected = self.project_inputs(feats)
         tokens, hws = [], []
         padding_masks, level_pos_embeds = [], []
         spatial_shapes, reference_points = [], []
@@ -329,8 +379,7 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
             feat_wh = feat_hw.unsqueeze(0).flip(dims=[0, 1])
             points = points / (feat_wh * self.strides[level_idx])
 
-            tokens.append(self.input_convs[i](feat).flatten(2).permute(
-                0, 2, 1))
+            tokens.append(projected[i].flatten(2).permute(0, 2, 1))
             hws.append(feat.shape[-2:])
             padding_masks.append(padding_mask.flatten(1))
             level_pos_embeds.append(
@@ -392,17 +441,21 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
         return self.mask_feature(outs[-1]), outs[:self.num_outs]
 
     def _forward_exits(
-            self, feats: List[Tensor], exits: Iterable[int]
+        self,
+        feats: List[Tensor],
+        exits: Iterable[int],
+        projected: Optional[List[Tensor]] = None
     ) -> Iterator[Tuple[int, Tensor, List[Tensor]]]:
         """:meth:`forward_exits` without the check against exit_layers."""
-        inputs = self._encoder_inputs(feats)
+        inputs = self._encoder_inputs(feats, projected)
         for k, memory in self.encoder.forward_exits(exits=exits, **inputs):
             yield (k, ) + self._decode(feats, memory, inputs['spatial_shapes'])
 
     def forward_exits(
         self,
         feats: List[Tensor],
-        exits: Optional[Iterable[int]] = None
+        exits: Optional[Iterable[int]] = None,
+        projected: Optional[List[Tensor]] = None
     ) -> Iterator[Tuple[int, Tensor, List[Tensor]]]:
         """Run the encoder once and decode at several exits.
 
@@ -410,6 +463,9 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
             feats (list[Tensor]): Backbone features, each (B, C_i, H_i, W_i).
             exits (Iterable[int], optional): Exits to decode, each one of
                 :attr:`exit_layers`. None decodes all of them.
+            projected (list[Tensor], optional): :meth:`project_inputs` of
+                ``feats`` when the caller already has them (e.g. from the
+                exit gate's input); None projects them here.
 
         Yields:
             tuple[int, Tensor, list[Tensor]]: ``(k, mask_feature,
@@ -421,7 +477,7 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
         if invalid:
             raise ValueError(f'Exit layer(s) {invalid} not among the valid '
                              f'exits {self._exit_layers}.')
-        return self._forward_exits(feats, exits)
+        return self._forward_exits(feats, exits, projected)
 
     def forward(self, feats: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         """Encode and decode, stopping after :attr:`exit_layer` layers.
