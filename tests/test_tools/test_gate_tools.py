@@ -174,7 +174,8 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options, derived,
     assert 'exit6 (full)' in capsys.readouterr().out
     table = json.loads((out_dir / 'sweep.json').read_text())
     assert [row['policy'] for row in table['rows']] == [
-        'exit2', 'exit3', 'exit4', 'exit5', 'exit6', 'beta0', 'beta1'
+        'exit2', 'exit3', 'exit4', 'exit5', 'exit6', 'beta0', 'beta1',
+        'oracle'
     ]
     by_policy = {row['policy']: row for row in rows}
     assert by_policy['exit6']['full_model']
@@ -189,6 +190,14 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options, derived,
     assert shallow['gflops'] == pytest.approx(by_policy['exit2']['gflops'] +
                                               table['gate_gflops']['beta1'])
     assert 0 < table['gate_gflops']['beta1'] < 0.01 * gflops[0]
+    # the barely trained parent segments nothing: every image's PQ ties at
+    # every exit, so the oracle takes the shallowest exit, on the curve
+    oracle = by_policy['oracle']
+    assert oracle['kind'] == 'oracle' and oracle['exit_shares'][2] == 1.0
+    assert oracle['PQ'] == by_policy['exit2']['PQ']
+    assert oracle['gflops'] == pytest.approx(by_policy['exit2']['gflops'])
+    assert oracle['pq_over_fixed'] == pytest.approx(0)
+    assert 'fixed_curve_pq' in shallow
     assert (out_dir / 'sweep.png').stat().st_size > 0
     assert load_gate(by_policy['beta0']['gate_file'])[1]['beta'] == 0
 

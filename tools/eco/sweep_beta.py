@@ -2,12 +2,17 @@
 
 For every beta a gate is trained on the derived exit dataset of the training
 split (all its images). One pass over the test set (``ExitPolicyTestLoop``)
-then evaluates every gate and every fixed exit exactly: each policy's
+then evaluates every gate, every fixed exit and the per-image oracle (each
+image at the exit of its best own PQ; ``--no-oracle`` skips it) exactly:
+each policy's
 evaluator gets every image's prediction at the exit that policy picks, so
 PQ is the dataset-level metric, as for a real gated run. GFLOPs are
 averaged per image over the first ``--flops-images`` test images, each at
 its own size and at the exit the policy picked for it (+ the gate's own
-cost for gates). Writes ``sweep.json``, ``sweep.png``
+cost for gates). Every gate and the oracle are compared with the fixed-exit
+curve interpolated at their GFLOPs (``vs fixed``; ``oracle_gain_captured``
+in the JSON: a gate's gain over the curve as a share of the oracle's).
+Writes ``sweep.json``, ``sweep.png``
 and the gates (``gates/beta<beta>.pth``, e.g. ``beta0.003.pth``, ready for
 ``merge_gate.py``) to ``--out-dir``.
 
@@ -52,6 +57,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--out-dir', required=True, help='folder for the results')
     add_gate_training_arguments(parser)
     add_flops_images_argument(parser, zero_means='plots against mean depth')
+    parser.add_argument(
+        '--no-oracle',
+        action='store_true',
+        help='skip the per-image oracle (it needs the ground-truth panoptic '
+        'PNGs of the test set)')
     parser.add_argument('--work-dir', help='folder for the logs')
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
@@ -101,7 +111,10 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     cfg.model.pop('gate', None)
     cfg.model.test_cfg.exit_layer = None
     cfg.test_evaluator = evaluator
-    cfg.test_cfg = dict(type='ExitPolicyTestLoop', gates=gate_files)
+    cfg.test_cfg = dict(
+        type='ExitPolicyTestLoop',
+        gates=gate_files,
+        oracle=not args.no_oracle)
     cfg.load_from = args.checkpoint
     cfg.work_dir = args.work_dir or osp.join(args.out_dir, 'work_dir')
     with report_user_errors(cfg):

@@ -11,6 +11,7 @@ custom_hooks = [
         loss_weights='linear',
         exits=None,
         exits_per_iter=1,
+        sampling='uniform',
         seed=None)
 ]
 # The encoder layers after the drawn exit get no gradient in an iteration.

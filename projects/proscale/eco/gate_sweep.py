@@ -1,13 +1,19 @@
 """Tables and plots of a beta sweep: quality vs. compute of exit policies.
 
-``tools/eco/sweep_beta.py`` trains one gate per beta, evaluates every gate
-and every fixed exit on the test set in one pass (``ExitPolicyTestLoop``) and
-turns the results into rows (:func:`sweep_rows`), a text table
-(:func:`format_sweep`) and a PQ-vs-GFLOPs plot (:func:`plot_sweep`).
+``tools/eco/sweep_beta.py`` trains one gate per beta, evaluates every gate,
+every fixed exit and the per-image oracle on the test set in one pass
+(``ExitPolicyTestLoop``) and turns the results into rows
+(:func:`sweep_rows`), a text table (:func:`format_sweep`) and a PQ-vs-GFLOPs
+plot (:func:`plot_sweep`). Each gate and the oracle are compared with the
+fixed-exit curve at their own cost (:func:`compare_with_fixed_curve`): the
+PQ a fixed depth reaches for the same GFLOPs, linearly interpolated between
+the neighbouring fixed exits.
 """
 from typing import Dict, List, Mapping, Optional
 
-from ..engine.loops import fixed_exit_policy
+import numpy as np
+
+from ..engine.loops import ORACLE, fixed_exit_policy
 
 # Panoptic metrics reported per policy, matched against the last part of the
 # evaluator's keys (e.g. 'coco_panoptic/PQ').
@@ -47,15 +53,18 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
             cost included for gates).
 
     Returns:
-        list[dict]: Rows with ``policy``, ``kind`` ('fixed' or 'gate'),
+        list[dict]: Rows with ``policy``, ``kind`` ('fixed', 'gate' or
+        'oracle', the latter when ``per_policy`` has the oracle),
         ``exit`` (fixed) or ``beta`` (gate), ``full_model``, the metrics of
         :data:`SWEEP_METRICS`, ``mean_depth``, ``exit_shares`` and, with
         ``gflops``, ``gflops``. Fixed exits come first, then the gates
-        by increasing beta.
+        by increasing beta, then the oracle.
     """
     policies = [(fixed_exit_policy(k), 'fixed')
                 for k in exits] + [(name, 'gate')
                                    for name in sorted(betas, key=betas.get)]
+    if ORACLE in per_policy:
+        policies.append((ORACLE, 'oracle'))
     rows = []
     for name, kind in policies:
         counts = {int(k): int(n) for k, n in exit_counts[name].items()}
@@ -65,7 +74,7 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
             exit_layer = int(name[len('exit'):])
             row.update(exit=exit_layer, full_model=exit_layer == exits[-1])
         else:
-            row.update(beta=betas[name], full_model=False)
+            row.update(beta=betas.get(name), full_model=False)
         row.update(_panoptic_metrics(per_policy[name]))
         row['mean_depth'] = sum(k * n for k, n in counts.items()) / total
         row['exit_shares'] = {
@@ -75,13 +84,46 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
         if gflops is not None:
             row['gflops'] = float(gflops[name])
         rows.append(row)
+    compare_with_fixed_curve(rows)
     return rows
+
+
+def compare_with_fixed_curve(rows: List[dict]) -> None:
+    """Compare every gate and the oracle with the fixed-exit curve.
+
+    Adds to each gate and oracle row (in place) ``fixed_curve_pq``, the PQ
+    of the fixed-exit curve at the row's GFLOPs (mean depth without
+    GFLOPs), linearly interpolated between the neighbouring fixed exits and
+    clamped to the curve's ends, and ``pq_over_fixed``, the row's PQ minus
+    it. With an oracle row whose gain is positive, each gate also gets
+    ``oracle_gain_captured``: its gain over the curve as a share of the
+    oracle's.
+
+    Args:
+        rows (list[dict]): Rows of :func:`sweep_rows`.
+    """
+    x_key = 'gflops' if all('gflops' in row for row in rows) else \
+        'mean_depth'
+    fixed = sorted((row for row in rows if row['kind'] == 'fixed'),
+                   key=lambda row: row[x_key])
+    xs = [row[x_key] for row in fixed]
+    pqs = [row['PQ'] for row in fixed]
+    for row in rows:
+        if row['kind'] != 'fixed':
+            row['fixed_curve_pq'] = float(np.interp(row[x_key], xs, pqs))
+            row['pq_over_fixed'] = row['PQ'] - row['fixed_curve_pq']
+    oracle = [row for row in rows if row['kind'] == 'oracle']
+    if oracle and oracle[0]['pq_over_fixed'] > 0:
+        for row in rows:
+            if row['kind'] == 'gate':
+                row['oracle_gain_captured'] = (row['pq_over_fixed'] /
+                                               oracle[0]['pq_over_fixed'])
 
 
 def format_sweep(rows: List[dict]) -> str:
     """Format sweep rows as a text table."""
     metrics = [m for m in SWEEP_METRICS if all(m in row for row in rows)]
-    header = ['policy', 'beta'] + metrics + ['depth']
+    header = ['policy', 'beta'] + metrics + ['vs fixed', 'depth']
     with_gflops = all('gflops' in row for row in rows)
     if with_gflops:
         header.append('GFLOPs')
@@ -89,8 +131,11 @@ def format_sweep(rows: List[dict]) -> str:
     lines = [header]
     for row in rows:
         name = row['policy'] + (' (full)' if row['full_model'] else '')
-        line = [name, f"{row['beta']:g}" if 'beta' in row else '-']
+        beta = row.get('beta')
+        line = [name, '-' if beta is None else f'{beta:g}']
         line += [f'{row[m]:.2f}' for m in metrics]
+        line.append(f"{row['pq_over_fixed']:+.2f}"
+                    if 'pq_over_fixed' in row else '-')
         line.append(f"{row['mean_depth']:.2f}")
         if with_gflops:
             line.append(f"{row['gflops']:.3f}")
@@ -104,10 +149,10 @@ def format_sweep(rows: List[dict]) -> str:
 
 
 def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
-    """Plot PQ against expected GFLOPs (or mean depth) of every policy.
+    """Plot PQ against GFLOPs per image (or mean depth) of every policy.
 
     Fixed exits form one line (the deepest marked as the full model), each
-    gate is a labelled point.
+    gate is a labelled point and the per-image oracle a diamond.
 
     Args:
         rows (list[dict]): Output of :func:`sweep_rows`.
@@ -122,6 +167,7 @@ def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
         'mean_depth'
     fixed = [row for row in rows if row['kind'] == 'fixed']
     gates = [row for row in rows if row['kind'] == 'gate']
+    oracle = [row for row in rows if row['kind'] == 'oracle']
     figure, axes = plt.subplots(figsize=(6.4, 4.8))
     axes.plot([row[x_key] for row in fixed], [row['PQ'] for row in fixed],
               'o-',
@@ -151,7 +197,12 @@ def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
             textcoords='offset points',
             xytext=(4, 5 if i % 2 == 0 else -11),
             fontsize=8)
-    axes.set_xlabel('expected GFLOPs per image' if x_key ==
+    axes.plot([row[x_key] for row in oracle], [row['PQ'] for row in oracle],
+              'D',
+              color='tab:green',
+              markersize=8,
+              label='per-image oracle')
+    axes.set_xlabel('GFLOPs per image' if x_key ==
                     'gflops' else 'mean encoder layers')
     axes.set_ylabel('PQ')
     axes.grid(True, alpha=0.3)

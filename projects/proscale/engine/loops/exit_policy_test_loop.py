@@ -3,15 +3,22 @@ import copy
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
 from mmdet.structures import SampleList
 from mmengine.registry import LOOPS
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ...models.gates import ExitGate, load_gate
+from ...evaluation import SingleImagePanopticEvaluator
+from ...models.gates import (ExitGate, exit_utility, hard_exit_targets,
+                             load_gate)
 from ..early_exit_model import early_exit_model
 from .multi_evaluator_test_loop import (MultiEvaluatorTestLoop, Predictions,
                                         fixed_exit_policy)
+
+
+# Name of the per-image oracle policy.
+ORACLE = 'oracle'
 
 
 def policy_predictions(outputs: Dict[int, SampleList],
@@ -54,6 +61,12 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
     in test order, every image's input size alone and its exit (for
     per-image GFLOPs).
 
+    With ``oracle=True`` the loop also evaluates the per-image oracle, the
+    policy ``'oracle'``: every image at the exit with the highest per-image
+    PQ (its own panoptic quality against its ground truth, scored as in the
+    derived dataset of step B; ties to the shallowest), minus ``oracle_beta``
+    per layer. It bounds what any gate choosing among these exits can reach.
+
     Args:
         runner (Runner): The runner.
         dataloader (DataLoader | dict): The test dataloader (config).
@@ -63,6 +76,11 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
             (``tools/eco/train_gate.py``). Names must not contain '/'.
         exits (Sequence[int], optional): Fixed exits to evaluate; defaults
             to the model's ``exit_layers``.
+        oracle (bool): Also evaluate the per-image oracle over ``exits``.
+            Needs a panoptic test set with ``ann_file`` and every image's
+            ``seg_map_path``. Defaults to False.
+        oracle_beta (float): The oracle's cost per encoder layer in PQ
+            fraction units (utility ``q_k - beta * k``). Defaults to 0.
         fp16 (bool): Whether to test with automatic mixed precision.
             Defaults to False.
     """
@@ -73,6 +91,8 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
                  evaluator: Union[dict, list],
                  gates: Optional[Dict[str, str]] = None,
                  exits: Optional[Sequence[int]] = None,
+                 oracle: bool = False,
+                 oracle_beta: float = 0.0,
                  fp16: bool = False) -> None:
         model = early_exit_model(
             runner.model, 'ExitPolicyTestLoop',
@@ -81,18 +101,26 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
             model.exit_layers if exits is None else exits, 'test_cfg.exits')
         self.gates: Dict[str, ExitGate] = {}
         for name, path in (gates or {}).items():
-            if '/' in name or name in map(fixed_exit_policy, self.exits):
-                raise ValueError(f'gate policy name {name!r} must not '
-                                 "contain '/' or equal a fixed exit's name")
+            if '/' in name or name == ORACLE or name in map(
+                    fixed_exit_policy, self.exits):
+                raise ValueError(
+                    f'gate policy name {name!r} must not contain '
+                    f"'/' or equal a fixed exit's name or {ORACLE!r}")
             self.gates[name] = load_gate(path)[0]
             model.check_exits(self.gates[name].exits, f'exits of {path}')
         self.policies = [fixed_exit_policy(k)
                          for k in self.exits] + list(self.gates)
+        if oracle:
+            self.policies.append(ORACLE)
+        self.oracle_beta = oracle_beta
         # every batch is decoded at every exit some policy can pick
         self.decoded_exits = sorted(
             set(self.exits).union(*(gate.exits
                                     for gate in self.gates.values())))
         super().__init__(runner, dataloader, evaluator, self.policies, fp16)
+        self.quality_evaluator: Optional[SingleImagePanopticEvaluator] = None
+        if oracle:
+            self._build_quality_evaluator()
         self.exit_counts: Dict[str, Counter] = {
             name: Counter()
             for name in self.policies
@@ -101,6 +129,41 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
             name: []
             for name in self.policies
         }
+
+    def _build_quality_evaluator(self) -> None:
+        """Prepare the per-image PQ of the oracle from the test set."""
+        dataset = self.dataloader.dataset
+        infos = [dataset.get_data_info(i) for i in range(len(dataset))]
+        if not getattr(dataset, 'ann_file', None) or any(
+                info.get('seg_map_path') is None for info in infos):
+            raise ValueError(
+                'ExitPolicyTestLoop(oracle=True) needs a panoptic test set '
+                'with an ann_file and every image\'s seg_map_path, got '
+                f"'{type(dataset).__name__}'")
+        self.seg_map_paths = {
+            int(info['img_id']): info['seg_map_path']
+            for info in infos
+        }
+        self.quality_evaluator = SingleImagePanopticEvaluator(
+            dataset.ann_file,
+            dataset.metainfo['classes'],
+            backend_args=getattr(dataset, 'backend_args', None))
+
+    def _oracle_exits(self, outputs: Dict[int, SampleList]) -> List[int]:
+        """Each image's exit of highest utility by its own PQ."""
+        quality = []
+        for i, sample in enumerate(outputs[self.exits[0]]):
+            image_id = int(sample.img_id)
+            tables = self.quality_evaluator.evaluate(
+                image_id, self.seg_map_paths[image_id],
+                [outputs[k][i].pred_panoptic_seg for k in self.exits])
+            quality.append(tables[:, 0, 0])
+        # NaN: no segment in the ground truth or the prediction, nothing
+        # to get wrong (as in the gate's training data)
+        quality = torch.tensor(quality, dtype=torch.float64).nan_to_num(1.0)
+        best = hard_exit_targets(
+            exit_utility(quality, self.exits, self.oracle_beta))
+        return [self.exits[j] for j in best.tolist()]
 
     def _policy_exits(self, gate_input: Tensor) -> Dict[str, List[int]]:
         """Every policy's exit for every image of a batch."""
@@ -136,6 +199,8 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
                 model.gate_input(feats, group_samples, projected))
             group_outputs = model.predict_exits_by_feat(
                 feats, group_samples, self.decoded_exits, projected=projected)
+            if self.quality_evaluator is not None:
+                group_choices[ORACLE] = self._oracle_exits(group_outputs)
             for j, i in enumerate(index):
                 for k, predictions in group_outputs.items():
                     outputs[k][i] = predictions[j]
