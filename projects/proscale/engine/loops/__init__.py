@@ -6,10 +6,12 @@ from .multi_evaluator_test_loop import (MultiEvaluatorTestLoop,
                                         fixed_exit_policy,
                                         split_policy_metrics)
 from .multi_exit_test_loop import MultiExitTestLoop, split_exit_metrics
+from .multi_exit_val_loop import MultiExitValLoop
 
 __all__ = [
     'DeriveExitDatasetLoop', 'derive_dataloader_cfg', 'ExitPolicyTestLoop',
     'ORACLE',
-    'MultiEvaluatorTestLoop', 'MultiExitTestLoop', 'fixed_exit_policy',
+    'MultiEvaluatorTestLoop', 'MultiExitTestLoop', 'MultiExitValLoop',
+    'fixed_exit_policy',
     'policy_predictions', 'split_exit_metrics', 'split_policy_metrics'
 ]
