@@ -25,6 +25,7 @@ Example:
 import argparse
 import os
 import os.path as osp
+from itertools import product
 from typing import List, Optional
 
 from proscale.analysis.exit_flops import ImageGFlops, count_gate_gflops
@@ -58,6 +59,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add_gate_training_arguments(parser)
     add_flops_images_argument(parser, zero_means='plots against mean depth')
     parser.add_argument(
+        '--gate-input-levels',
+        type=int,
+        nargs='+',
+        default=[1],
+        help='gate inputs to compare: encoder scales pooled, coarse to fine '
+        "(1: the 1/32 scale, the authors' gate; 3: every scale); one gate "
+        'per value and beta')
+    parser.add_argument(
         '--no-oracle',
         action='store_true',
         help='skip the per-image oracle (it needs the ground-truth panoptic '
@@ -67,6 +76,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if any(beta < 0 for beta in args.betas):
         parser.error('--betas must be >= 0')
+    if any(levels < 1 for levels in args.gate_input_levels):
+        parser.error('--gate-input-levels must be >= 1')
     return args
 
 
@@ -86,18 +97,29 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     with report_user_errors():
         cfg = load_config(args.config, args.cfg_options)
         check_checkpoint(args.checkpoint)
-        samples = load_exit_samples(args.derived)
+        samples = {
+            levels: load_exit_samples(args.derived, input_levels=levels)
+            for levels in args.gate_input_levels
+        }
         evaluator = _panoptic_evaluator(cfg)
 
     gate_dir = osp.join(args.out_dir, 'gates')
     os.makedirs(gate_dir, exist_ok=True)
-    gate_files, betas, train_accuracy = {}, {}, {}
-    for beta in args.betas:
-        name = f'beta{beta:g}'
-        gate = train_gate(samples, beta, **gate_training_kwargs(args))
-        train_accuracy[name] = evaluate_gate(gate, samples, beta)['accuracy']
+    gate_files, betas, levels, train_accuracy = {}, {}, {}, {}
+    for (input_levels, level_samples), beta in product(
+            samples.items(), args.betas):
+        name = f'beta{beta:g}' if input_levels == 1 else \
+            f'in{input_levels}-beta{beta:g}'
+        gate = train_gate(
+            level_samples,
+            beta,
+            input_levels=input_levels,
+            **gate_training_kwargs(args))
+        train_accuracy[name] = evaluate_gate(gate, level_samples,
+                                             beta)['accuracy']
         gate_files[name] = osp.join(gate_dir, f'{name}.pth')
         betas[name] = beta
+        levels[name] = input_levels
         save_gate(
             gate,
             gate_meta(
@@ -138,7 +160,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
                  next(iter(loop.image_exits.values()))[:args.flops_images]]
         exit_gflops = image_gflops.per_exit(sizes, loop.exits)
     rows = sweep_rows(per_policy, loop.exit_counts, loop.exits, betas,
-                      gflops)
+                      gflops, levels)
     for row in rows:
         if row['kind'] == 'gate':
             row['train_accuracy'] = train_accuracy[row['policy']]

@@ -83,6 +83,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=8,
         help='bisection steps of the beta search')
     parser.add_argument(
+        '--gate-input-levels',
+        type=int,
+        default=1,
+        help='encoder scales pooled into the gate input, coarse to fine '
+        "(1: the 1/32 scale, the authors' gate; up to the derived file's "
+        'gate_input_levels)')
+    parser.add_argument(
         '--no-refit',
         action='store_true',
         help='save the gate trained on the training share instead of one '
@@ -102,7 +109,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     with report_user_errors():
         try:
-            samples = load_exit_samples(args.derived, args.metric, args.group)
+            samples = load_exit_samples(
+                args.derived,
+                args.metric,
+                args.group,
+                input_levels=args.gate_input_levels)
         except ValueError as error:
             raise UserInputError(str(error)) from error
         exit_gflops = args.exit_gflops
@@ -116,7 +127,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
             ExitGate(
                 exits=samples.exits,
                 in_channels=samples.gate_inputs.shape[1],
-                hidden_channels=args.hidden_channels))
+                hidden_channels=args.hidden_channels,
+                input_levels=args.gate_input_levels))
         budget = (
             args.target_depth
             if args.target_depth is not None else args.target_gflops)
@@ -131,6 +143,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             split_seed=args.seed,
             search_steps=args.search_steps,
             refit=not args.no_refit,
+            input_levels=args.gate_input_levels,
             **gate_training_kwargs(args))
 
     lines = [f'exits {samples.exits}, beta {fit.beta:.6g}, loss {args.loss}']

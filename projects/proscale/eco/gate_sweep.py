@@ -37,7 +37,8 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
                exit_counts: Mapping[str, Mapping[int, int]],
                exits: List[int],
                betas: Mapping[str, float],
-               gflops: Optional[Mapping[str, float]] = None) -> List[dict]:
+               gflops: Optional[Mapping[str, float]] = None,
+               gate_levels: Optional[Mapping[str, int]] = None) -> List[dict]:
     """One row per exit policy: its quality and expected cost.
 
     Args:
@@ -51,6 +52,8 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
         gflops (Mapping[str, float], optional): Policy -> mean GFLOPs per
             image, each image at its own size and exit (the gate's own
             cost included for gates).
+        gate_levels (Mapping[str, int], optional): Gate policy name -> the
+            encoder scales of its input (default 1, the authors' gate).
 
     Returns:
         list[dict]: Rows with ``policy``, ``kind`` ('fixed', 'gate' or
@@ -58,11 +61,14 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
         ``exit`` (fixed) or ``beta`` (gate), ``full_model``, the metrics of
         :data:`SWEEP_METRICS`, ``mean_depth``, ``exit_shares`` and, with
         ``gflops``, ``gflops``. Fixed exits come first, then the gates
-        by increasing beta, then the oracle.
+        by input scales and increasing beta (with ``input_levels``), then
+        the oracle.
     """
-    policies = [(fixed_exit_policy(k), 'fixed')
-                for k in exits] + [(name, 'gate')
-                                   for name in sorted(betas, key=betas.get)]
+    gate_levels = {name: (gate_levels or {}).get(name, 1) for name in betas}
+    policies = [(fixed_exit_policy(k), 'fixed') for k in exits] + [
+        (name, 'gate')
+        for name in sorted(betas, key=lambda n: (gate_levels[n], betas[n]))
+    ]
     if ORACLE in per_policy:
         policies.append((ORACLE, 'oracle'))
     rows = []
@@ -75,6 +81,8 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
             row.update(exit=exit_layer, full_model=exit_layer == exits[-1])
         else:
             row.update(beta=betas.get(name), full_model=False)
+            if kind == 'gate':
+                row['input_levels'] = gate_levels[name]
         row.update(_panoptic_metrics(per_policy[name]))
         row['mean_depth'] = sum(k * n for k, n in counts.items()) / total
         row['exit_shares'] = {
@@ -186,14 +194,19 @@ def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
               color='black',
               markersize=14,
               label='full model')
-    axes.plot([row[x_key] for row in gates], [row['PQ'] for row in gates],
-              's',
-              color='tab:red',
-              label='gated (ECO-M2F)')
+    for levels in sorted({row['input_levels'] for row in gates}):
+        same = [row for row in gates if row['input_levels'] == levels]
+        axes.plot([row[x_key] for row in same], [row['PQ'] for row in same],
+                  's',
+                  color='tab:red' if levels == 1 else 'tab:purple',
+                  label='gated (ECO-M2F, 1/32 input)' if levels == 1 else
+                  f'gated, {levels}-scale input')
     for i, row in enumerate(gates):
         # alternate above and below: neighbouring betas often lie close
+        scales = '' if row['input_levels'] == 1 else \
+            f", {row['input_levels']} scales"
         axes.annotate(
-            f"β={row['beta']:g}", (row[x_key], row['PQ']),
+            f"β={row['beta']:g}{scales}", (row[x_key], row['PQ']),
             textcoords='offset points',
             xytext=(4, 5 if i % 2 == 0 else -11),
             fontsize=8)

@@ -139,6 +139,23 @@ def test_mixed_size_batch_equals_one_by_one():
                            single.pred_instances.masks)
 
 
+def test_multi_scale_gate_input():
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(TINY_GATED).model
+    cfg.gate.update(in_channels=3 * 64, input_levels=3)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    model.eval().gate.trained.fill_(True)
+    data = _batch(model)
+    with torch.no_grad():
+        feats = model.extract_feat(data['inputs'])
+        exits, _ = model.gate_exits(feats, data['data_samples'])
+        gate_input = model.gate_input(feats, data['data_samples'], None, 3)
+    assert gate_input.shape == (NUM_IMAGES, 3 * 64)
+    assert torch.equal(exits, model.gate.predict(gate_input))
+
+
 def test_gate_pools_over_the_valid_region():
     model = _build()
     decoder = model.panoptic_head.pixel_decoder

@@ -113,6 +113,9 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
         if oracle:
             self.policies.append(ORACLE)
         self.oracle_beta = oracle_beta
+        # the widest gate input; each gate reads its first in_channels
+        self.gate_input_levels = max(
+            [gate.input_levels for gate in self.gates.values()], default=1)
         # every batch is decoded at every exit some policy can pick
         self.decoded_exits = sorted(
             set(self.exits).union(*(gate.exits
@@ -170,8 +173,8 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
         num_images = len(gate_input)
         choices = {fixed_exit_policy(k): [k] * num_images for k in self.exits}
         for name, gate in self.gates.items():
-            choices[name] = gate.to(
-                gate_input.device).predict(gate_input).tolist()
+            choices[name] = gate.to(gate_input.device).predict(
+                gate_input[:, :gate.in_channels]).tolist()
         return choices
 
     def predict(self, data: dict) -> Predictions:
@@ -196,7 +199,8 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
             projected = model.panoptic_head.pixel_decoder.project_inputs(
                 list(feats))
             group_choices = self._policy_exits(
-                model.gate_input(feats, group_samples, projected))
+                model.gate_input(feats, group_samples, projected,
+                                 self.gate_input_levels))
             group_outputs = model.predict_exits_by_feat(
                 feats, group_samples, self.decoded_exits, projected=projected)
             if self.quality_evaluator is not None:

@@ -110,9 +110,11 @@ class GatedInferenceMixin:
     def gate_input(self,
                    feats: Sequence[Tensor],
                    data_samples: Optional[SampleList] = None,
-                   projected: Optional[List[Tensor]] = None) -> Tensor:
-        """The gate input of every image: its projected 1/32 features
-        averaged over its own area.
+                   projected: Optional[List[Tensor]] = None,
+                   num_levels: int = 1) -> Tensor:
+        """The gate input of every image: its projected 1/32 features (and
+        with ``num_levels`` > 1 those of finer scales) averaged over its own
+        area.
 
         Args:
             feats (Sequence[Tensor]): Backbone (and neck) features, each of
@@ -122,13 +124,15 @@ class GatedInferenceMixin:
                 image. None averages the whole (padded) map.
             projected (list[Tensor], optional): The pixel decoder's
                 ``project_inputs(feats)``, reused when given.
+            num_levels (int): Encoder scales pooled, coarse to fine.
+                Defaults to 1.
 
         Returns:
-            Tensor: Pooled features, shape (B, C).
+            Tensor: Pooled features, shape (B, num_levels * C).
         """
         shapes = None if data_samples is None else valid_shapes(data_samples)
         return self.panoptic_head.pixel_decoder.gate_features(
-            list(feats), shapes, projected)
+            list(feats), shapes, projected, num_levels)
 
     def gate_exits(
         self,
@@ -158,7 +162,8 @@ class GatedInferenceMixin:
                 'GATE.pth --out MERGED.pth)')
         projected = self.panoptic_head.pixel_decoder.project_inputs(
             list(feats))
-        gate_input = self.gate_input(feats, data_samples, projected)
+        gate_input = self.gate_input(feats, data_samples, projected,
+                                     self.gate.input_levels)
         return self.gate.predict(gate_input), projected
 
     def own_size_groups(

@@ -306,39 +306,56 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
     def gate_features(self,
                       feats: List[Tensor],
                       valid_shapes: Optional[Tensor] = None,
-                      projected: Optional[List[Tensor]] = None) -> Tensor:
-        """Pooled lowest-resolution tokens, the input of an exit gate.
+                      projected: Optional[List[Tensor]] = None,
+                      num_levels: int = 1) -> Tensor:
+        """Pooled projected tokens, the input of an exit gate.
 
         Args:
             feats (list[Tensor]): Backbone features, each (B, C_i, H_i, W_i).
             valid_shapes (Tensor, optional): Each image's unpadded input
                 size ``(h, w)`` in pixels, shape (B, 2); the average then
-                runs over the cells of the 1/32 map that overlap the image
-                (``ceil(h / 32) x ceil(w / 32)``), so it does not depend on
-                how far a batch pads the image. None averages the whole map.
+                runs over the cells of each map that overlap the image
+                (``ceil(h / s) x ceil(w / s)`` at stride ``s``), so it does
+                not depend on how far a batch pads the image. None averages
+                the whole maps.
             projected (list[Tensor], optional): :meth:`project_inputs` of
-                ``feats``, reused instead of projecting the 1/32 features
-                again.
+                ``feats``, reused instead of projecting again.
+            num_levels (int): How many encoder scales to pool, coarse to
+                fine: 1 is the 1/32 scale alone (the authors' gate input),
+                ``num_encoder_levels`` every scale. Defaults to 1.
 
         Returns:
-            Tensor: Average of the projected (1x1 conv + norm, no position
-            or level embedding) 1/32 features, shape (B, feat_channels).
+            Tensor: The averages of the projected (1x1 conv + norm, no
+            position or level embedding) scales, concatenated coarse to
+            fine, shape (B, num_levels * feat_channels).
         """
-        level = self.num_input_levels - 1
-        coarse = projected[0] if projected is not None else \
-            self.input_convs[0](feats[level])
+        if not 1 <= num_levels <= self.num_encoder_levels:
+            raise ValueError(f'num_levels={num_levels!r}: expected 1 to '
+                             f'{self.num_encoder_levels}')
+        pooled = []
+        for i in range(num_levels):
+            level = self.num_input_levels - i - 1
+            tokens = projected[i] if projected is not None else \
+                self.input_convs[i](feats[level])
+            pooled.append(
+                self._pool_valid(tokens, valid_shapes, self.strides[level]))
+        return torch.cat(pooled, dim=1)
+
+    @staticmethod
+    def _pool_valid(tokens: Tensor, valid_shapes: Optional[Tensor],
+                    stride: int) -> Tensor:
+        """Average a (B, C, h, w) map over each image's valid cells."""
         if valid_shapes is None:
-            return coarse.mean(dim=(2, 3))
-        height, width = coarse.shape[-2:]
+            return tokens.mean(dim=(2, 3))
+        height, width = tokens.shape[-2:]
         cells = torch.ceil(
-            valid_shapes.to(coarse.device, torch.float64) /
-            self.strides[level]).long()
-        rows = torch.arange(height, device=coarse.device)
-        cols = torch.arange(width, device=coarse.device)
+            valid_shapes.to(tokens.device, torch.float64) / stride).long()
+        rows = torch.arange(height, device=tokens.device)
+        cols = torch.arange(width, device=tokens.device)
         mask = (rows[None, :, None] < cells[:, 0, None, None]) & (
             cols[None, None, :] < cells[:, 1, None, None])
-        mask = mask.unsqueeze(1).to(coarse.dtype)
-        return (coarse * mask).sum(dim=(2, 3)) / mask.sum(dim=(2, 3))
+        mask = mask.unsqueeze(1).to(tokens.dtype)
+        return (tokens * mask).sum(dim=(2, 3)) / mask.sum(dim=(2, 3))
 
     def _encoder_inputs(
             self,
