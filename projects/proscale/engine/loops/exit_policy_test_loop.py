@@ -51,11 +51,10 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
     every exit (``predict_exits_by_feat``) and computes the gate input
     (``gate_input``), per group of images of equal size alone
     (``own_size_groups``, as gated inference does); each policy's evaluator,
-    a copy of
-    the test evaluator, receives every image's prediction at the exit that
-    policy picks (its own copies), so each policy's metrics are exactly
-    those of running it alone, dataset-level PQ included. The hooks see the
-    deepest exit's predictions. :meth:`run` returns
+    a copy of the test evaluator, receives every image's prediction at the
+    exit that policy picks (its own copies), so each policy's metrics are
+    exactly those of running it alone, dataset-level PQ included. The hooks
+    see the deepest exit's predictions. :meth:`run` returns
     ``'{policy}/{metric}'``, :attr:`exit_counts` counts the images each
     policy sent to each exit and :attr:`image_exits` lists, per policy and
     in test order, every image's input size alone and its exit (for
