@@ -236,7 +236,8 @@ class ExitSamplingHook(Hook):
             print_log(
                 'ExitSamplingHook: gradient norm clipping cancels the loss '
                 'weights of single-exit iterations (each update equals the '
-                'unweighted one); set exits_per_iter > 1 to make them act',
+                "unweighted one); set sampling='alpha' or exits_per_iter > 1 "
+                'to make them act',
                 logger='current',
                 level=logging.WARNING)
 
