@@ -140,10 +140,11 @@ class ExitSamplingHook(Hook):
     ``alpha_k * L_k`` is that of ``L_k``: each update is the same as with
     alpha_k = 1, and only the sampling frequencies weight the exits. With
     several exits per iteration the weights act inside one gradient and
-    survive clipping (their ratios are kept). The single-exit mode stays the
-    default as it is the authors' recipe at the cost of one model pass
-    (their detectron2 Mask2Former recipe clips the same way); the hook warns
-    when its weights cannot act.
+    survive clipping (their ratios are kept), and so do alpha-proportional
+    draws (``sampling='alpha'``, the ECO-M2F configs' choice, at one exit's
+    cost). The hook's defaults stay the authors' recipe (their detectron2
+    Mask2Former recipe clips the same way); the hook warns when its weights
+    cannot act.
 
     Under DDP the unused deeper encoder layers need
     ``model_wrapper_cfg=dict(type='MMDistributedDataParallel',
