@@ -41,11 +41,12 @@ pytestmark = pytest.mark.usefixtures('single_thread')
 
 @pytest.fixture(scope='module')
 def derived(tmp_path_factory) -> str:
-    """A derived exit dataset for the tiny parent's 64-d gate input, whose
-    images gain from depth in proportion to gate input channel 0."""
+    """A derived exit dataset for the tiny parent's gate inputs (64-d per
+    encoder scale, 3 scales), whose images gain from depth in proportion to
+    gate input channel 0."""
     rng = np.random.default_rng(0)
     num = 200
-    gate_inputs = rng.normal(size=(num, 64)).astype(np.float32)
+    gate_inputs = rng.normal(size=(num, 3 * 64)).astype(np.float32)
     difficulty = 1 / (1 + np.exp(-3 * gate_inputs[:, 0]))
     quality = 0.9 - 0.6 * difficulty[:, None] * np.exp(
         -(np.array(EXITS) - 2) / 1.5)
@@ -62,6 +63,7 @@ def derived(tmp_path_factory) -> str:
             format=EXIT_DATASET_FORMAT,
             format_version=EXIT_DATASET_VERSION,
             exits=list(EXITS),
+            gate_input_levels=3,
             checkpoint=dict(path='parent.pth', sha256='0' * 64))).save(path)
     return path
 
@@ -168,14 +170,15 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options, derived,
     out_dir = tmp_path / 'sweep'
     rows = _tool('sweep_beta').main([
         config, parent, derived, '--betas', '1', '0', '--out-dir',
-        str(out_dir), '--iters', '100', '--flops-images', '1', '--cfg-options',
+        str(out_dir), '--iters', '100', '--flops-images', '1',
+        '--gate-input-levels', '1', '3', '--cfg-options',
         *synthetic_cfg_options
     ])
     assert 'exit6 (full)' in capsys.readouterr().out
     table = json.loads((out_dir / 'sweep.json').read_text())
     assert [row['policy'] for row in table['rows']] == [
         'exit2', 'exit3', 'exit4', 'exit5', 'exit6', 'beta0', 'beta1',
-        'oracle'
+        'in3-beta0', 'in3-beta1', 'oracle'
     ]
     by_policy = {row['policy']: row for row in rows}
     assert by_policy['exit6']['full_model']
@@ -200,6 +203,13 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options, derived,
     assert 'fixed_curve_pq' in shallow
     assert (out_dir / 'sweep.png').stat().st_size > 0
     assert load_gate(by_policy['beta0']['gate_file'])[1]['beta'] == 0
+    # the 3-scale gate reads the 1/32, 1/16 and 1/8 tokens
+    wide = load_gate(by_policy['in3-beta0']['gate_file'])[0]
+    assert (wide.in_channels, wide.input_levels) == (3 * 64, 3)
+    assert by_policy['in3-beta0']['input_levels'] == 3
+    assert by_policy['in3-beta1']['exit_shares'][2] == 1.0
+    assert table['gate_gflops']['in3-beta1'] == pytest.approx(
+        3 * table['gate_gflops']['beta1'])
 
 
 @pytest.mark.heavy
