@@ -11,3 +11,5 @@ model = dict(
         in_channels=256,
         hidden_channels=None),
     test_cfg=dict(exit_layer='gate'))
+# validate the gated model itself, not the parent's exits
+val_cfg = dict(_delete_=True, type='ValLoop')

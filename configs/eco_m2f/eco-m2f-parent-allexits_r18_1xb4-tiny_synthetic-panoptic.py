@@ -8,5 +8,6 @@ custom_hooks = [
         loss_weights='linear',
         exits=None,
         exits_per_iter=5,
+        sampling='uniform',
         seed=None)
 ]

@@ -11,5 +11,6 @@ custom_hooks = [
         loss_weights='linear',
         exits=None,
         exits_per_iter=5,
+        sampling='uniform',
         seed=None)
 ]

@@ -16,3 +16,8 @@ model = dict(
             type='EarlyExitMSDeformAttnPixelDecoder', exit_layers=None)),
     # An int fixes the exit of tools/test.py; None runs all encoder layers.
     test_cfg=dict(exit_layer=None))
+# Validation evaluates every exit in one pass: exit k's metrics as
+# `exit{k}/...` and the deepest exit's under the usual names, so `save_best`
+# can select on the full model ('coco_panoptic/PQ') or on any exit
+# ('exit4/coco_panoptic/PQ'); see docs/eco_m2f.md.
+val_cfg = dict(type='MultiExitValLoop', exits=None, main_exit=None)

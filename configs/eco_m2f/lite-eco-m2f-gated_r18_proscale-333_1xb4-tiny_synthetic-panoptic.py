@@ -10,3 +10,5 @@ model = dict(
         type='ExitGate', exits=(7, 8, 9), in_channels=64,
         hidden_channels=None),
     test_cfg=dict(exit_layer='gate'))
+# validate the gated model itself, not the parent's exits
+val_cfg = dict(_delete_=True, type='ValLoop')

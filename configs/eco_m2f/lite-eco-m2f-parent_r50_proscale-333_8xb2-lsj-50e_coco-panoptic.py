@@ -14,3 +14,8 @@ model = dict(
     panoptic_head=dict(
         type='EcoMask2FormerHead', pixel_decoder=dict(exit_layers=None)),
     test_cfg=dict(exit_layer=None))
+# Validation evaluates every exit in one pass: exit k's metrics as
+# `exit{k}/...` and the deepest exit's under the usual names, so `save_best`
+# can select on the full model ('coco_panoptic/PQ') or on any exit
+# ('exit4/coco_panoptic/PQ'); see docs/eco_m2f.md.
+val_cfg = dict(type='MultiExitValLoop', exits=None, main_exit=None)

@@ -5,8 +5,9 @@ import torch
 
 from proscale.analysis import (build_analysis_model, fixed_shape_batch,
                                load_analysis_config)
-from proscale.analysis.exit_flops import (count_exit_flops, count_exit_gflops,
-                                          expected_gflops)
+from proscale.analysis.exit_flops import (ImageGFlops, count_exit_flops,
+                                          count_exit_gflops, count_gate_gflops)
+from proscale.models.gates import ExitGate
 
 TINY_ECO = str(
     Path(__file__).resolve().parents[2] / 'configs/eco_m2f/'
@@ -50,8 +51,27 @@ def test_invalid_exits_and_gated_models_are_refused(eco_fixed_at_6):
         model.test_cfg.exit_layer = 6
 
 
-def test_expected_gflops_weights_exits_by_share():
-    counts, gflops = {2: 3, 6: 1}, {2: 10.0, 6: 30.0}
-    assert expected_gflops(counts, gflops, 0.5) == pytest.approx(15.5)
+def test_image_gflops_per_size_and_exit(eco_fixed_at_6):
+    model, dataloader = eco_fixed_at_6
+    image_gflops = ImageGFlops(model)
+    at_2 = count_exit_gflops(model, dataloader, [2], 1)[2]
+    at_6 = count_exit_gflops(model, dataloader, [6], 1)[6]
+    assert image_gflops(SHAPE, 2) == pytest.approx(at_2)
+    large = image_gflops((96, 64), 2)
+    assert large > at_2
+    # each image at its own size and exit, plus the per-image overhead
+    assert image_gflops.mean([(SHAPE, 2), (SHAPE, 6), ((96, 64), 2)],
+                             0.5) == pytest.approx(
+                                 (at_2 + at_6 + large) / 3 + 0.5)
+    assert image_gflops.per_exit([SHAPE, (96, 64)], [2]) == pytest.approx(
+        {2: (at_2 + large) / 2})
     with pytest.raises(ValueError, match='no images'):
-        expected_gflops({2: 0}, {2: 10.0})
+        image_gflops.mean([])
+
+
+def test_gate_gflops_is_its_head():
+    assert count_gate_gflops(ExitGate((2, 3, 4), 16)) == pytest.approx(
+        16 * 3 / 1e9)
+    assert count_gate_gflops(ExitGate(
+        (2, 3, 4), 16, hidden_channels=8)) == pytest.approx(
+            (16 * 8 + 8 * 3) / 1e9)

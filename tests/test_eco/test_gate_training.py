@@ -121,6 +121,25 @@ def test_fit_gate_with_a_gflops_budget():
     assert fit.trials and fit.beta == min(
         (t
          for t in fit.trials if t.cost <= 13.0), key=lambda t: -t.quality).beta
+    # the final gate is refit on all images with the chosen beta
+    refit = train_gate(_samples(), fit.beta, **TRAIN_KWARGS)
+    torch.testing.assert_close(fit.gate.head.weight, refit.head.weight)
+    assert fit.train_metrics['num_images'] == len(_samples())
+    # the gate's own cost counts against the budget
+    with_gate = fit_gate(
+        _samples(),
+        budget=13.0,
+        budget_unit='gflops',
+        exit_gflops=[10, 11, 12, 13, 14],
+        gate_gflops=0.5,
+        val_fraction=0.25,
+        search_steps=2,
+        refit=False,
+        **TRAIN_KWARGS)
+    assert with_gate.val_metrics['mean_gflops'] <= 13.0
+    assert with_gate.val_metrics['mean_gflops'] == pytest.approx(
+        with_gate.val_metrics['mean_depth'] + 8.5)
+    assert with_gate.train_metrics['num_images'] == 180
     with pytest.raises(ValueError, match='exactly one'):
         fit_gate(_samples(), beta=0.1, budget=3.0)
     with pytest.raises(ValueError, match='GFLOPs of every exit'):
@@ -148,6 +167,32 @@ def test_load_exit_samples(tmp_path):
     assert samples.meta['exits'] == list(EXITS)
     with pytest.raises(ValueError, match='exits'):
         load_exit_samples(path, expected_exits=(2, 4, 6))
+    # a file without gate_input_levels holds the 1/32 input only
+    with pytest.raises(ValueError, match='gate_input_levels'):
+        load_exit_samples(path, input_levels=2)
+
+
+def test_load_multi_scale_gate_inputs(tmp_path):
+    pq = np.full((2, 5, 3), 0.5)
+    path = str(tmp_path / 'derived.npz')
+    ExitDataset(
+        image_ids=[1, 2],
+        exits=EXITS,
+        pq=pq,
+        sq=pq,
+        rq=pq,
+        gate_inputs=np.arange(12, dtype=np.float32).reshape(2, 6),
+        meta=dict(
+            format=EXIT_DATASET_FORMAT,
+            format_version=EXIT_DATASET_VERSION,
+            exits=list(EXITS),
+            gate_input_levels=3)).save(path)
+    assert load_exit_samples(path).gate_inputs.tolist() == [[0, 1], [6, 7]]
+    wide = load_exit_samples(path, input_levels=3)
+    assert wide.gate_inputs.shape == (2, 6)
+    gate = train_gate(
+        load_exit_samples(path, input_levels=2), 0.0, input_levels=2, iters=2)
+    assert gate.in_channels == 4 and gate.input_levels == 2
 
 
 def test_bad_samples_are_reported():

@@ -87,7 +87,9 @@ def test_reference_dataset(reference, synthetic_data_root,
         for image in json.loads(Path(ann_file).read_text())['images'])
     assert data.image_ids.tolist() == image_ids
     assert data.meta['dataset']['num_images'] == len(image_ids)
-    assert data.gate_inputs.shape == (len(image_ids), 64)
+    # the pooled projected 1/32, 1/16 and 1/8 scales (64 channels each)
+    assert data.gate_inputs.shape == (len(image_ids), 3 * 64)
+    assert data.meta['gate_input_levels'] == 3
     assert len(np.unique(data.gate_inputs, axis=0)) == len(image_ids)
     assert np.isfinite(data.quality('pq', 'All')).all()
     assert ((data.pq >= 0) & (data.pq <= 1) | np.isnan(data.pq)).all()

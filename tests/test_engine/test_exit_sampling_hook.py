@@ -96,6 +96,7 @@ def test_exit_weights_errors(weights, match):
     (dict(loss_weights='quadratic'), 'unknown schedule'),
     (dict(exits_per_iter=0), 'exits_per_iter'),
     (dict(seed=-1), 'seed'),
+    (dict(sampling='linear'), 'sampling'),
 ])
 def test_hook_argument_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -144,6 +145,33 @@ def test_hook_sets_exit_and_weight_and_logs(model):
         assert model.current_exit == 6 and model.loss_weight == 1.0
         assert runner.message_hub.get_scalar('train/exit').current() == k
         assert f'train/loss_exit{k}' in runner.message_hub.log_scalars
+
+
+def test_sample_exits_with_probabilities():
+    probs = [k / sum(EXITS) for k in EXITS]
+    draws = [sample_exits(3, i, EXITS, 1, probs)[0] for i in range(4000)]
+    assert draws == [
+        sample_exits(3, i, EXITS, 1, probs)[0] for i in range(4000)
+    ]
+    shares = np.bincount(draws, minlength=7)[2:] / len(draws)
+    np.testing.assert_allclose(shares, probs, atol=0.02)
+
+
+def test_hook_alpha_sampling_mode(model):
+    hook = ExitSamplingHook(loss_weights='linear', sampling='alpha', seed=4)
+    runner = _runner(model, name='eco-hook-test-alpha')
+    hook.before_train(runner)
+    assert hook.weights == {k: 1.0 for k in EXITS}
+    assert hook.probs == pytest.approx([k / 20 for k in EXITS])
+    for iteration in range(3):
+        runner.iter = iteration
+        hook.before_train_iter(runner, iteration)
+        k = sample_exits(4, iteration, EXITS, 1, hook.probs)[0]
+        assert model.current_exit == k and model.loss_weight == 1.0
+        hook.after_train_iter(runner, iteration)
+    assert [hook.draw(i)[0] for i in range(3)] == [
+        sample_exits(4, i, EXITS, 1, hook.probs)[0] for i in range(3)
+    ]
 
 
 def test_hook_multi_exit_mode(model):

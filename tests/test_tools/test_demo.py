@@ -7,10 +7,12 @@ import importlib.util
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from proscale.demo import PRESETS, DemoPipeline
+from proscale.demo.report import DemoReport
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 METRICS = {'PQ', 'SQ', 'RQ', 'encoder_gflops', 'total_gflops', 'latency_ratio'}
@@ -121,3 +123,27 @@ def test_invalid_settings_are_rejected():
         PRESETS['small'].with_overrides(train_iters=1)
     with pytest.raises(ValueError, match='num_val'):
         PRESETS['small'].with_overrides(num_val=0)
+
+
+def _claims(gated_pq, gated_gflops):
+    exits = {
+        str(k): dict(PQ=pq, total_gflops=gflops)
+        for k, pq, gflops in ((2, 40.0, 1.0), (4, 50.0, 2.0), (6, 52.0, 3.0))
+    }
+    report = SimpleNamespace(exit_layers=[2, 4, 6], exits=exits)
+    summary = dict(
+        baseline=dict(PQ=50.0, encoder_gflops=1.0),
+        proscale=dict(PQ=49.5, encoder_gflops=0.5),
+        eco_parent=dict(
+            PQ=52.0, pq_per_exit={k: v['PQ']
+                                  for k, v in exits.items()}),
+        eco_gated=dict(
+            PQ=gated_pq, total_gflops=gated_gflops, mean_depth=3.0))
+    return DemoReport.checks(report, summary)
+
+
+def test_gated_claim_compares_with_the_interpolated_fixed_curve():
+    text, ok = _claims(45.5, 1.5)[-1]
+    assert ok and 'at or above the fixed-exit curve' in text
+    assert '(45.00 at 1.500)' in text
+    assert not _claims(44.9, 1.5)[-1][1]

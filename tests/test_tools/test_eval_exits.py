@@ -40,3 +40,52 @@ def test_eval_exits_reports_every_exit(tiny_eco_parent_checkpoint,
     header = lines[-6].split()
     assert header[:4] == ['exit', 'PQ', 'SQ', 'RQ'] and 'GFLOPs' in header
     assert [line.split()[0] for line in lines[-5:]] == list(exits)
+
+
+def test_eval_exits_with_the_oracle(tiny_eco_parent_checkpoint,
+                                    synthetic_cfg_options, run_tool,
+                                    tmp_path):
+    config, checkpoint = tiny_eco_parent_checkpoint
+    out, plot = tmp_path / 'exits.json', tmp_path / 'exits.png'
+    proc = run_tool(
+        'tools/eco/eval_exits.py',
+        config,
+        checkpoint,
+        '--exits',
+        '2',
+        '6',
+        '--oracle',
+        '--plot',
+        str(plot),
+        '--json',
+        str(out),
+        '--flops-images',
+        '2',
+        '--work-dir',
+        str(tmp_path),
+        '--cfg-options',
+        *synthetic_cfg_options,
+        env=dict(OMP_NUM_THREADS='1'))
+    results = json.loads(out.read_text())
+    assert list(results['exits']) == ['2', '6']
+    rows = {row['policy']: row for row in results['policies']}
+    assert list(rows) == ['exit2', 'exit6', 'oracle']
+    # the fixed exits of both loops agree
+    assert rows['exit2']['PQ'] == results['exits']['2']['coco_panoptic/PQ']
+    oracle = rows['oracle']
+    assert sum(oracle['exit_shares'].values()) == pytest.approx(1)
+    assert rows['exit2']['gflops'] <= oracle['gflops'] <= rows['exit6'][
+        'gflops']
+    assert 'pq_over_fixed' in oracle and 'vs fixed' in proc.stdout
+    assert plot.stat().st_size > 0
+
+
+def test_plot_needs_the_oracle(run_tool, tmp_path):
+    proc = run_tool(
+        'tools/eco/eval_exits.py',
+        'config.py',
+        'model.pth',
+        '--plot',
+        str(tmp_path / 'x.png'),
+        returncode=2)
+    assert '--plot needs --oracle' in proc.stderr

@@ -44,11 +44,12 @@ pytestmark = pytest.mark.usefixtures('single_thread')
 
 @pytest.fixture(scope='module')
 def derived(tmp_path_factory) -> str:
-    """A derived exit dataset for the tiny parent's 64-d gate input, whose
-    images gain from depth in proportion to gate input channel 0."""
+    """A derived exit dataset for the tiny parent's gate inputs (64-d per
+    encoder scale, 3 scales), whose images gain from depth in proportion to
+    gate input channel 0."""
     rng = np.random.default_rng(0)
     num = 200
-    gate_inputs = rng.normal(size=(num, 64)).astype(np.float32)
+    gate_inputs = rng.normal(size=(num, 3 * 64)).astype(np.float32)
     difficulty = 1 / (1 + np.exp(-3 * gate_inputs[:, 0]))
     quality = 0.9 - 0.6 * difficulty[:, None] * np.exp(
         -(np.array(EXITS) - 2) / 1.5)
@@ -65,6 +66,7 @@ def derived(tmp_path_factory) -> str:
             format=EXIT_DATASET_FORMAT,
             format_version=EXIT_DATASET_VERSION,
             exits=list(EXITS),
+            gate_input_levels=3,
             checkpoint=dict(path='parent.pth', sha256='0' * 64))).save(path)
     return path
 
@@ -93,12 +95,20 @@ def test_train_gate_with_beta(derived, tmp_path, capsys):
     ])
     out = capsys.readouterr().out
     for text in ('gate accuracy', 'exit histogram', 'expected encoder depth',
-                 'expected GFLOPs', 'held-out split (40 images)'):
+                 'expected GFLOPs',
+                 'held-out split, gate trained on the rest (40 images)',
+                 'saved gate, on its training images (all, refit) '
+                 '(200 images)'):
         assert text in out
     assert f"gate accuracy           {figures['val']['accuracy']:.1%}" in out
+    # the gate's own cost (its head: 64 x 5 multiply-adds) is counted
+    assert figures['gate_gflops'] == pytest.approx(64 * 5 / 1e9)
     assert figures['val']['mean_gflops'] == pytest.approx(
-        figures['val']['mean_depth'] + 8)
+        figures['val']['mean_depth'] + 8 + figures['gate_gflops'])
     gate, meta = load_gate(str(gate_file))
+    # the saved gate is refit on all images with the chosen beta
+    refit = train_gate(load_exit_samples(derived), 0.02, iters=150)
+    torch.testing.assert_close(gate.head.weight, refit.head.weight)
     assert gate.exits == EXITS and gate.in_channels == 64
     assert meta['beta'] == 0.02 and meta['loss'] == 'hard_ce'
     assert meta['derived']['checkpoint']['path'] == 'parent.pth'
@@ -179,13 +189,15 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options,
     out_dir = tmp_path / 'sweep'
     rows = _tool('sweep_beta').main([
         config, parent, parent_derived, '--betas', '1', '0', '--out-dir',
-        str(out_dir), '--iters', '100', '--flops-images', '1', '--cfg-options',
+        str(out_dir), '--iters', '100', '--flops-images', '1',
+        '--gate-input-levels', '1', '3', '--cfg-options',
         *synthetic_cfg_options
     ])
     assert 'exit6 (full)' in capsys.readouterr().out
     table = json.loads((out_dir / 'sweep.json').read_text())
     assert [row['policy'] for row in table['rows']] == [
-        'exit2', 'exit3', 'exit4', 'exit5', 'exit6', 'beta0', 'beta1'
+        'exit2', 'exit3', 'exit4', 'exit5', 'exit6', 'beta0', 'beta1',
+        'in3-beta0', 'in3-beta1', 'oracle'
     ]
     by_policy = {row['policy']: row for row in rows}
     assert by_policy['exit6']['full_model']
@@ -198,10 +210,25 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options,
     assert shallow['exit_shares'][2] == 1.0
     assert shallow['PQ'] == by_policy['exit2']['PQ']
     assert shallow['gflops'] == pytest.approx(by_policy['exit2']['gflops'] +
-                                              table['gate_gflops'])
-    assert 0 < table['gate_gflops'] < 0.01 * gflops[0]
+                                              table['gate_gflops']['beta1'])
+    assert 0 < table['gate_gflops']['beta1'] < 0.01 * gflops[0]
+    # the barely trained parent segments nothing: every image's PQ ties at
+    # every exit, so the oracle takes the shallowest exit, on the curve
+    oracle = by_policy['oracle']
+    assert oracle['kind'] == 'oracle' and oracle['exit_shares'][2] == 1.0
+    assert oracle['PQ'] == by_policy['exit2']['PQ']
+    assert oracle['gflops'] == pytest.approx(by_policy['exit2']['gflops'])
+    assert oracle['pq_over_fixed'] == pytest.approx(0)
+    assert 'fixed_curve_pq' in shallow
     assert (out_dir / 'sweep.png').stat().st_size > 0
     assert load_gate(by_policy['beta0']['gate_file'])[1]['beta'] == 0
+    # the 3-scale gate reads the 1/32, 1/16 and 1/8 tokens
+    wide = load_gate(by_policy['in3-beta0']['gate_file'])[0]
+    assert (wide.in_channels, wide.input_levels) == (3 * 64, 3)
+    assert by_policy['in3-beta0']['input_levels'] == 3
+    assert by_policy['in3-beta1']['exit_shares'][2] == 1.0
+    assert table['gate_gflops']['in3-beta1'] == pytest.approx(
+        3 * table['gate_gflops']['beta1'])
 
 
 def _exit_code_and_error(tool: str, argv: list, capsys) -> tuple:

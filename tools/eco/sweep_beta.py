@@ -2,11 +2,17 @@
 
 For every beta a gate is trained on the derived exit dataset of the training
 split (all its images). One pass over the test set (``ExitPolicyTestLoop``)
-then evaluates every gate and every fixed exit exactly: each policy's
+then evaluates every gate, every fixed exit and the per-image oracle (each
+image at the exit of its best own PQ; ``--no-oracle`` skips it) exactly:
+each policy's
 evaluator gets every image's prediction at the exit that policy picks, so
-PQ is the dataset-level metric, as for a real gated run. Expected GFLOPs
-are ``sum_k share_k * G_k`` (+ the gate's own cost), with ``G_k`` averaged
-over ``--flops-images`` test images. Writes ``sweep.json``, ``sweep.png``
+PQ is the dataset-level metric, as for a real gated run. GFLOPs are
+averaged per image over the first ``--flops-images`` test images, each at
+its own size and at the exit the policy picked for it (+ the gate's own
+cost for gates). Every gate and the oracle are compared with the fixed-exit
+curve interpolated at their GFLOPs (``vs fixed``; ``oracle_gain_captured``
+in the JSON: a gate's gain over the curve as a share of the oracle's).
+Writes ``sweep.json``, ``sweep.png``
 and the gates (``gates/beta<beta>.pth``, e.g. ``beta0.003.pth``, ready for
 ``merge_gate.py``) to ``--out-dir``.
 
@@ -19,10 +25,10 @@ Example:
 import argparse
 import os
 import os.path as osp
+from itertools import product
 from typing import List, Optional
 
-from proscale.analysis.exit_flops import (
-    count_exit_gflops, count_gate_gflops)
+from proscale.analysis.exit_flops import ImageGFlops, count_gate_gflops
 from proscale.eco.exit_samples import (
     load_exit_samples)
 from proscale.eco.provenance import (ParentMismatchError,
@@ -54,6 +60,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--out-dir', required=True, help='folder for the results')
     add_gate_training_arguments(parser)
     add_flops_images_argument(parser, zero_means='plots against mean depth')
+    parser.add_argument(
+        '--gate-input-levels',
+        type=int,
+        nargs='+',
+        default=[1],
+        help='gate inputs to compare: encoder scales pooled, coarse to fine '
+        "(1: the 1/32 scale, the authors' gate; 3: every scale); one gate "
+        'per value and beta')
+    parser.add_argument(
+        '--no-oracle',
+        action='store_true',
+        help='skip the per-image oracle (it needs the ground-truth panoptic '
+        'PNGs of the test set)')
     parser.add_argument('--work-dir', help='folder for the logs')
     parser.add_argument(
         '--force',
@@ -64,6 +83,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if any(beta < 0 for beta in args.betas):
         parser.error('--betas must be >= 0')
+    if any(levels < 1 for levels in args.gate_input_levels):
+        parser.error('--gate-input-levels must be >= 1')
     return args
 
 
@@ -83,25 +104,36 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     with report_user_errors():
         cfg = load_config(args.config, args.cfg_options)
         check_checkpoint(args.checkpoint)
-        samples = load_exit_samples(args.derived)
+        samples = {
+            levels: load_exit_samples(args.derived, input_levels=levels)
+            for levels in args.gate_input_levels
+        }
         try:
-            check_parent_checkpoint(samples.meta.get('checkpoint'),
-                                    args.checkpoint,
-                                    f'derived dataset {args.derived}',
-                                    args.force)
+            check_parent_checkpoint(
+                next(iter(samples.values())).meta.get('checkpoint'),
+                args.checkpoint, f'derived dataset {args.derived}',
+                args.force)
         except ParentMismatchError as error:
             raise UserInputError(str(error)) from error
         evaluator = _panoptic_evaluator(cfg)
 
     gate_dir = osp.join(args.out_dir, 'gates')
     os.makedirs(gate_dir, exist_ok=True)
-    gate_files, betas, train_accuracy = {}, {}, {}
-    for beta in args.betas:
-        name = f'beta{beta:g}'
-        gate = train_gate(samples, beta, **gate_training_kwargs(args))
-        train_accuracy[name] = evaluate_gate(gate, samples, beta)['accuracy']
+    gate_files, betas, levels, train_accuracy = {}, {}, {}, {}
+    for (input_levels, level_samples), beta in product(
+            samples.items(), args.betas):
+        name = f'beta{beta:g}' if input_levels == 1 else \
+            f'in{input_levels}-beta{beta:g}'
+        gate = train_gate(
+            level_samples,
+            beta,
+            input_levels=input_levels,
+            **gate_training_kwargs(args))
+        train_accuracy[name] = evaluate_gate(gate, level_samples,
+                                             beta)['accuracy']
         gate_files[name] = osp.join(gate_dir, f'{name}.pth')
         betas[name] = beta
+        levels[name] = input_levels
         save_gate(
             gate,
             gate_meta(
@@ -118,7 +150,10 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     cfg.model.pop('gate', None)
     cfg.model.test_cfg.exit_layer = None
     cfg.test_evaluator = evaluator
-    cfg.test_cfg = dict(type='ExitPolicyTestLoop', gates=gate_files)
+    cfg.test_cfg = dict(
+        type='ExitPolicyTestLoop',
+        gates=gate_files,
+        oracle=not args.no_oracle)
     cfg.load_from = args.checkpoint
     cfg.work_dir = args.work_dir or osp.join(args.out_dir, 'work_dir')
     with report_user_errors(cfg):
@@ -126,15 +161,23 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         runner = build_runner(cfg)
         per_policy = split_policy_metrics(runner.test())
     loop = runner.test_loop
-    model = loop.model
-    exit_gflops, gate_gflops = None, 0.0
+    gflops, exit_gflops, gate_gflops = None, None, None
     if args.flops_images:
-        exit_gflops = count_exit_gflops(model, loop.dataloader, loop.exits,
-                                        args.flops_images)
-        gate_gflops = count_gate_gflops(model, next(iter(loop.gates.values())),
-                                        loop.dataloader, args.flops_images)
+        image_gflops = ImageGFlops(loop.model)
+        gate_gflops = {
+            name: count_gate_gflops(gate)
+            for name, gate in loop.gates.items()
+        }
+        gflops = {
+            name: image_gflops.mean(images[:args.flops_images],
+                                    gate_gflops.get(name, 0.0))
+            for name, images in loop.image_exits.items()
+        }
+        sizes = [size for size, _ in
+                 next(iter(loop.image_exits.values()))[:args.flops_images]]
+        exit_gflops = image_gflops.per_exit(sizes, loop.exits)
     rows = sweep_rows(per_policy, loop.exit_counts, loop.exits, betas,
-                      exit_gflops, gate_gflops)
+                      gflops, levels)
     for row in rows:
         if row['kind'] == 'gate':
             row['train_accuracy'] = train_accuracy[row['policy']]
@@ -147,7 +190,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
             derived=args.derived,
             loss=args.loss,
             exit_gflops=exit_gflops,
-            gate_gflops=gate_gflops if exit_gflops else None,
+            gate_gflops=gate_gflops,
             rows=rows), osp.join(args.out_dir, 'sweep.json'))
     plot_sweep(rows, osp.join(args.out_dir, 'sweep.png'),
                osp.basename(args.config))

@@ -3,9 +3,11 @@
 Trains on the cached gate inputs of ``tools/eco/derive_exit_dataset.py`` (no
 model run), keeps a seeded held-out split, prints the gate's accuracy, exit
 histogram, expected encoder depth and (with per-exit GFLOPs) expected GFLOPs,
-and writes GATE.pth for ``tools/eco/merge_gate.py``. With a budget instead of
-``--beta``, beta is searched so that the gate meets the budget on the
-held-out images.
+the gate's own cost included, and writes GATE.pth for
+``tools/eco/merge_gate.py``. With a budget instead of ``--beta``, beta is
+searched so that the gate meets the budget on the held-out images. Once beta
+is chosen, the saved gate is refit on all images (``--no-refit`` keeps the
+gate of the training share).
 
 Examples:
     python tools/eco/train_gate.py derived.npz --beta 0.003 --out gate.pth
@@ -22,13 +24,13 @@ from proscale.analysis import (
     build_analysis_model, fixed_shape_batch, load_analysis_config)
 from proscale.eco.beta_search import fit_gate
 from proscale.analysis.exit_flops import (
-    count_exit_gflops)
+    count_exit_gflops, count_gate_gflops)
 from proscale.eco.exit_samples import (
     load_exit_samples)
 from proscale.eco.gate_training import (
     add_gate_training_arguments, format_gate_metrics, gate_meta,
     gate_training_kwargs)
-from proscale.models.gates import save_gate
+from proscale.models.gates import ExitGate, save_gate
 from proscale.utils.cli import (
     UserInputError, dump_json, positive_int, report_user_errors)
 
@@ -80,6 +82,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         type=int,
         default=8,
         help='bisection steps of the beta search')
+    parser.add_argument(
+        '--gate-input-levels',
+        type=int,
+        default=1,
+        help='encoder scales pooled into the gate input, coarse to fine '
+        "(1: the 1/32 scale, the authors' gate; up to the derived file's "
+        'gate_input_levels)')
+    parser.add_argument(
+        '--no-refit',
+        action='store_true',
+        help='save the gate trained on the training share instead of one '
+        'refit on all images with the chosen beta')
     parser.add_argument('--json', help='also write the figures to this file')
     args = parser.parse_args(argv)
     if args.config is not None and args.shape is None:
@@ -95,7 +109,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     with report_user_errors():
         try:
-            samples = load_exit_samples(args.derived, args.metric, args.group)
+            samples = load_exit_samples(
+                args.derived,
+                args.metric,
+                args.group,
+                input_levels=args.gate_input_levels)
         except ValueError as error:
             raise UserInputError(str(error)) from error
         exit_gflops = args.exit_gflops
@@ -105,6 +123,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 count_exit_gflops(model,
                                   [fixed_shape_batch(model, args.shape)],
                                   samples.exits, 1).values())
+        gate_gflops = count_gate_gflops(
+            ExitGate(
+                exits=samples.exits,
+                in_channels=samples.gate_inputs.shape[1],
+                hidden_channels=args.hidden_channels,
+                input_levels=args.gate_input_levels))
         budget = (
             args.target_depth
             if args.target_depth is not None else args.target_gflops)
@@ -114,9 +138,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
             budget=budget,
             budget_unit='depth' if args.target_depth is not None else 'gflops',
             exit_gflops=exit_gflops,
+            gate_gflops=gate_gflops,
             val_fraction=args.val_fraction,
             split_seed=args.seed,
             search_steps=args.search_steps,
+            refit=not args.no_refit,
+            input_levels=args.gate_input_levels,
             **gate_training_kwargs(args))
 
     lines = [f'exits {samples.exits}, beta {fit.beta:.6g}, loss {args.loss}']
@@ -131,14 +158,22 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if exit_gflops is not None:
         lines.append('GFLOPs per exit: ' +
                      ', '.join(f'{k}: {g:.3f}'
-                               for k, g in zip(samples.exits, exit_gflops)))
-    lines.append(format_gate_metrics(fit.train_metrics, 'training split'))
-    lines.append(format_gate_metrics(fit.val_metrics, 'held-out split'))
+                               for k, g in zip(samples.exits, exit_gflops)) +
+                     f' (+ {gate_gflops:.2e} for the gate)')
+    lines.append(
+        format_gate_metrics(
+            fit.val_metrics, 'held-out split, gate trained on the rest'))
+    lines.append(
+        format_gate_metrics(
+            fit.train_metrics, 'saved gate, on its training images (' +
+            ('all, refit' if not args.no_refit else 'training share') + ')'))
     print('\n'.join(lines))
 
     figures = dict(
         beta=fit.beta,
         exit_gflops=exit_gflops,
+        gate_gflops=gate_gflops,
+        refit=not args.no_refit,
         train=fit.train_metrics,
         val=fit.val_metrics,
         trials=[

@@ -1,21 +1,20 @@
 """GFLOPs of an early-exit model at every exit and of its exit gate.
 
-The expected cost of a gated model is ``sum_k share_k * G_k + G_gate``: the
-share of images the gate sends to exit ``k`` times the model's GFLOPs at
-that exit, plus the gate itself (the 1x1 projection of the 1/32 features,
-its pooling and the gate head). All counts use the analysis package's
-counter (papers' convention, deformable sampling excluded), per image at its
-own size, averaged over images.
+The cost of a gated model is averaged per image, each image counted at its
+own size and its own exit, plus the gate itself (:class:`ImageGFlops`). The
+gate reuses the encoder's projection of the 1/32 features and pooling counts
+no FLOPs, so the gate's own cost is its head (:func:`count_gate_gflops`).
+All counts use the analysis package's counter (papers' convention,
+deformable sampling excluded).
 """
-from itertools import islice
-from typing import Dict, Iterable, Mapping, Sequence
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from . import MaskFormerFlopAnalyzer, average_flops
 from .flop_count import GIGA
-from .model_utils import split_batch
+from .model_utils import fixed_shape_batch
 from ..models.detectors.gated_inference import GATE_EXIT
 from ..models.gates import ExitGate
 
@@ -76,63 +75,71 @@ def count_exit_gflops(model: nn.Module, dataloader: Iterable,
     }
 
 
-class _GateForward(nn.Module):
-    """The gate's path from backbone features to logits, for tracing."""
-
-    def __init__(self, pixel_decoder: nn.Module, gate: ExitGate) -> None:
-        super().__init__()
-        self.pixel_decoder = pixel_decoder
-        self.gate = gate
-
-    def forward(self, *feats: Tensor) -> Tensor:
-        return self.gate(self.pixel_decoder.gate_features(list(feats)))
-
-
 @torch.no_grad()
-def count_gate_gflops(model: nn.Module, gate: ExitGate, dataloader: Iterable,
-                      num_images: int) -> float:
-    """Mean GFLOPs per image of running an exit gate.
+def count_gate_gflops(gate: ExitGate) -> float:
+    """GFLOPs per image of an exit gate's own computation.
+
+    The gate's input, the projected 1/32 features, is the encoder's first
+    step and is computed once for both; averaging it over the image counts
+    no FLOPs (papers' convention), so the gate costs its head alone, the
+    same for every image size.
 
     Args:
-        model (nn.Module): The ``EcoMask2Former`` (gives the backbone
-            features and the pixel decoder's gate input).
         gate (ExitGate): The gate (its cost does not depend on its weights).
-        dataloader (Iterable): Yields data batches (any batch size).
-        num_images (int): Images to average over.
 
     Returns:
-        float: GFLOPs of ``gate_features`` and the gate, per image.
+        float: GFLOPs of the gate head per image.
     """
-    images = (
-        image_batch for data_batch in dataloader
-        for image_batch in split_batch(data_batch))
-    counts = []
-    gate_forward = _GateForward(model.panoptic_head.pixel_decoder, gate).eval()
-    for image_batch in islice(images, num_images):
-        data = model.data_preprocessor(image_batch, False)
-        feats = tuple(model.extract_feat(data['inputs']))
-        counts.append(
-            MaskFormerFlopAnalyzer(gate_forward, feats).papers_total() / GIGA)
-    if not counts:
-        raise ValueError('the dataloader yielded no images')
-    return sum(counts) / len(counts)
+    pooled = torch.zeros(1, gate.in_channels)
+    return MaskFormerFlopAnalyzer(gate.eval(),
+                                  (pooled, )).papers_total() / GIGA
 
 
-def expected_gflops(exit_counts: Mapping[int, int],
-                    exit_gflops: Mapping[int, float],
-                    gate_gflops: float = 0.0) -> float:
-    """Expected GFLOPs per image of an exit policy.
+class ImageGFlops:
+    """GFLOPs of an early-exit model per image, at its own size and exit.
+
+    Counts are cached per ``(input size, exit)``: images of one size share
+    them, so a policy's per-image average costs one count per size and exit
+    it uses.
 
     Args:
-        exit_counts (Mapping[int, int]): Images the policy sent to each exit.
-        exit_gflops (Mapping[int, float]): GFLOPs per image at each exit.
-        gate_gflops (float): Per-image overhead of the policy (the gate).
-
-    Returns:
-        float: ``sum_k share_k * G_k + gate_gflops``.
+        model (nn.Module): An ``EcoMask2Former`` (see
+            :func:`count_exit_flops`).
     """
-    total = sum(exit_counts.values())
-    if total == 0:
-        raise ValueError('the policy saw no images')
-    return sum(count * exit_gflops[k]
-               for k, count in exit_counts.items()) / total + gate_gflops
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self._cache: Dict[Tuple[Tuple[int, int], int], float] = {}
+
+    def __call__(self, size: Tuple[int, int], exit_layer: int) -> float:
+        """Total GFLOPs of one image of ``size`` (its padded input size)
+        at ``exit_layer``."""
+        key = (tuple(size), int(exit_layer))
+        if key not in self._cache:
+            batch = fixed_shape_batch(self.model, key[0])
+            self._cache[key] = count_exit_gflops(self.model, [batch],
+                                                 [key[1]], 1)[key[1]]
+        return self._cache[key]
+
+    def mean(self,
+             image_exits: Sequence[Tuple[Tuple[int, int], int]],
+             overhead: float = 0.0) -> float:
+        """Mean GFLOPs per image of a policy.
+
+        Args:
+            image_exits (Sequence[tuple]): ``((h, w), exit)`` of every
+                image: its input size alone and the exit the policy picked.
+            overhead (float): Per-image GFLOPs added (the gate's own cost).
+
+        Returns:
+            float: ``mean_i G(size_i, exit_i) + overhead``.
+        """
+        if not image_exits:
+            raise ValueError('the policy saw no images')
+        return sum(self(size, k)
+                   for size, k in image_exits) / len(image_exits) + overhead
+
+    def per_exit(self, sizes: List[Tuple[int, int]],
+                 exits: Sequence[int]) -> Dict[int, float]:
+        """Mean GFLOPs per image at every exit over images of ``sizes``."""
+        return {k: self.mean([(size, k) for size in sizes]) for k in exits}

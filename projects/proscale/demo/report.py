@@ -182,11 +182,19 @@ class DemoReport:
           shallowest (single exits may dip by evaluation noise).
         - The gated model runs fewer encoder layers than the parent on
           average and loses at most 1 PQ point to its full depth.
+        - The gated model's PQ is at or above the parent's fixed-exit curve
+          (PQ over total GFLOPs, linearly interpolated between neighbouring
+          exits) at the gated model's GFLOPs: the gate beats choosing one
+          depth for every image.
         """
         base, pro = summary['baseline'], summary['proscale']
         parent, gated = summary['eco_parent'], summary['eco_gated']
         per_exit = [parent['pq_per_exit'][str(k)] for k in self.exit_layers]
         slope = float(np.polyfit(self.exit_layers, per_exit, 1)[0])
+        curve_pq = float(
+            np.interp(gated['total_gflops'],
+                      [self.exits[str(k)]['total_gflops']
+                       for k in self.exit_layers], per_exit))
         return [
             (f"PRO-SCALE PQ {pro['PQ']:.2f} at most 2 points below the "
              f"baseline's {base['PQ']:.2f}, with "
@@ -201,6 +209,9 @@ class DemoReport:
              f"point below the full parent's {parent['PQ']:.2f}",
              gated['mean_depth'] < self.exit_layers[-1]
              and parent['PQ'] - gated['PQ'] <= 1.0),
+            (f"gated PQ {gated['PQ']:.2f} at or above the fixed-exit curve "
+             f"interpolated at the same GFLOPs ({curve_pq:.2f} at "
+             f"{gated['total_gflops']:.3f})", gated['PQ'] >= curve_pq),
         ]
 
     def plot(self, summary: Dict[str, dict], path: str) -> None:

@@ -176,10 +176,15 @@ class GateFit:
     """A trained gate with its trade-off and held-out figures.
 
     Attributes:
-        gate (ExitGate): The gate, trained on the training split.
+        gate (ExitGate): The final gate: with ``refit``, trained on all
+            images with the chosen ``beta``; otherwise the gate trained on
+            the training split.
         beta (float): The trade-off it was trained with.
-        train_metrics (dict): :func:`evaluate_gate` on the training split.
-        val_metrics (dict): :func:`evaluate_gate` on the held-out split.
+        train_metrics (dict): :func:`evaluate_gate` of the final gate on
+            the images it was trained on.
+        val_metrics (dict): :func:`evaluate_gate` on the held-out split of
+            the gate trained on the training split with ``beta`` (the
+            estimate of the final gate's figures on unseen images).
         trials (list[BetaTrial]): The betas tried by the budget search
             (empty for a given beta).
     """
@@ -195,9 +200,11 @@ def fit_gate(samples: ExitSamples,
              budget: Optional[float] = None,
              budget_unit: str = 'depth',
              exit_gflops: Optional[Sequence[float]] = None,
+             gate_gflops: float = 0.0,
              val_fraction: float = 0.2,
              split_seed: int = 0,
              search_steps: int = 8,
+             refit: bool = True,
              **train_kwargs) -> GateFit:
     """Train a gate for a given ``beta`` or for a compute budget.
 
@@ -211,9 +218,13 @@ def fit_gate(samples: ExitSamples,
         budget_unit (str): 'depth' (mean encoder layers) or 'gflops'.
         exit_gflops (Sequence[float], optional): Model GFLOPs per exit;
             needed for a GFLOPs budget, reported when given.
+        gate_gflops (float): The gate's own GFLOPs per image, added to
+            every exit's GFLOPs (budget and figures). Defaults to 0.
         val_fraction (float): Held-out share. Defaults to 0.2.
         split_seed (int): Seed of the split. Defaults to 0.
         search_steps (int): Bisection steps of the budget search.
+        refit (bool): Once ``beta`` is chosen on the held-out split, train
+            the final gate on all images with it. Defaults to True.
         **train_kwargs: Passed to :func:`train_gate`.
 
     Returns:
@@ -221,6 +232,8 @@ def fit_gate(samples: ExitSamples,
     """
     if (beta is None) == (budget is None):
         raise ValueError('give exactly one of beta and budget')
+    if exit_gflops is not None:
+        exit_gflops = [g + gate_gflops for g in exit_gflops]
     train, val = split_samples(samples, val_fraction, split_seed)
     trials: List[BetaTrial] = []
     if beta is None:
@@ -230,9 +243,13 @@ def fit_gate(samples: ExitSamples,
         gate, beta = best.gate, best.beta
     else:
         gate = train_gate(train, beta, **train_kwargs)
+    val_metrics = evaluate_gate(gate, val, beta, exit_gflops)
+    if refit:
+        train = samples
+        gate = train_gate(samples, beta, **train_kwargs)
     return GateFit(
         gate=gate,
         beta=beta,
         train_metrics=evaluate_gate(gate, train, beta, exit_gflops),
-        val_metrics=evaluate_gate(gate, val, beta, exit_gflops),
+        val_metrics=val_metrics,
         trials=trials)

@@ -74,7 +74,8 @@ def load_exit_samples(
         path: str,
         metric: str = 'pq',
         group: str = 'All',
-        expected_exits: Optional[Sequence[int]] = None) -> ExitSamples:
+        expected_exits: Optional[Sequence[int]] = None,
+        input_levels: int = 1) -> ExitSamples:
     """Load the gate's training data from a derived exit dataset file.
 
     A quality that is NaN (no category with ``tp + fp + fn > 0``: the image
@@ -87,14 +88,25 @@ def load_exit_samples(
         metric (str): 'pq', 'sq' or 'rq'. Defaults to 'pq' (the paper's).
         group (str): 'All', 'Things' or 'Stuff'. Defaults to 'All'.
         expected_exits (Sequence[int], optional): Exits the file must have.
+        input_levels (int): Encoder scales of the gate input, coarse to
+            fine: 1 (the 1/32 scale, the authors' gate) up to the file's
+            ``meta['gate_input_levels']`` (1 for files without it).
+            Defaults to 1.
 
     Returns:
         ExitSamples: Gate inputs, quality, image ids and meta of every image.
     """
     dataset = load_exit_dataset(path, expected_exits)
+    stored = int(dataset.meta.get('gate_input_levels', 1))
+    if not 1 <= input_levels <= stored:
+        raise ValueError(
+            f'{path}: gate inputs of {input_levels} encoder scales asked for, '
+            f'the file holds {stored} (meta.gate_input_levels); derive it '
+            'again with this version to get every scale')
+    width = dataset.gate_inputs.shape[1] // stored * input_levels
     quality = np.nan_to_num(dataset.quality(metric, group), nan=1.0)
     return ExitSamples(
-        gate_inputs=torch.from_numpy(dataset.gate_inputs),
+        gate_inputs=torch.from_numpy(dataset.gate_inputs[:, :width]),
         quality=torch.from_numpy(quality),
         exits=tuple(dataset.exits.tolist()),
         image_ids=dataset.image_ids,

@@ -1,14 +1,19 @@
 """Tables and plots of a beta sweep: quality vs. compute of exit policies.
 
-``tools/eco/sweep_beta.py`` trains one gate per beta, evaluates every gate
-and every fixed exit on the test set in one pass (``ExitPolicyTestLoop``) and
-turns the results into rows (:func:`sweep_rows`), a text table
-(:func:`format_sweep`) and a PQ-vs-GFLOPs plot (:func:`plot_sweep`).
+``tools/eco/sweep_beta.py`` trains one gate per beta, evaluates every gate,
+every fixed exit and the per-image oracle on the test set in one pass
+(``ExitPolicyTestLoop``) and turns the results into rows
+(:func:`sweep_rows`), a text table (:func:`format_sweep`) and a PQ-vs-GFLOPs
+plot (:func:`plot_sweep`). Each gate and the oracle are compared with the
+fixed-exit curve at their own cost (:func:`compare_with_fixed_curve`): the
+PQ a fixed depth reaches for the same GFLOPs, linearly interpolated between
+the neighbouring fixed exits.
 """
 from typing import Dict, List, Mapping, Optional
 
-from ..analysis.exit_flops import expected_gflops
-from ..engine.loops import fixed_exit_policy
+import numpy as np
+
+from ..engine.loops import ORACLE, fixed_exit_policy
 
 # Panoptic metrics reported per policy, matched against the last part of the
 # evaluator's keys (e.g. 'coco_panoptic/PQ').
@@ -32,8 +37,8 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
                exit_counts: Mapping[str, Mapping[int, int]],
                exits: List[int],
                betas: Mapping[str, float],
-               exit_gflops: Optional[Mapping[int, float]] = None,
-               gate_gflops: float = 0.0) -> List[dict]:
+               gflops: Optional[Mapping[str, float]] = None,
+               gate_levels: Optional[Mapping[str, int]] = None) -> List[dict]:
     """One row per exit policy: its quality and expected cost.
 
     Args:
@@ -44,20 +49,28 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
         exits (list[int]): The fixed exits evaluated, increasing; the last
             is the full model.
         betas (Mapping[str, float]): Gate policy name -> its beta.
-        exit_gflops (Mapping[int, float], optional): GFLOPs per image at
-            each exit.
-        gate_gflops (float): Per-image GFLOPs of running a gate.
+        gflops (Mapping[str, float], optional): Policy -> mean GFLOPs per
+            image, each image at its own size and exit (the gate's own
+            cost included for gates).
+        gate_levels (Mapping[str, int], optional): Gate policy name -> the
+            encoder scales of its input (default 1, the authors' gate).
 
     Returns:
-        list[dict]: Rows with ``policy``, ``kind`` ('fixed' or 'gate'),
+        list[dict]: Rows with ``policy``, ``kind`` ('fixed', 'gate' or
+        'oracle', the latter when ``per_policy`` has the oracle),
         ``exit`` (fixed) or ``beta`` (gate), ``full_model``, the metrics of
         :data:`SWEEP_METRICS`, ``mean_depth``, ``exit_shares`` and, with
-        ``exit_gflops``, ``gflops``. Fixed exits come first, then the gates
-        by increasing beta.
+        ``gflops``, ``gflops``. Fixed exits come first, then the gates
+        by input scales and increasing beta (with ``input_levels``), then
+        the oracle.
     """
-    policies = [(fixed_exit_policy(k), 'fixed')
-                for k in exits] + [(name, 'gate')
-                                   for name in sorted(betas, key=betas.get)]
+    gate_levels = {name: (gate_levels or {}).get(name, 1) for name in betas}
+    policies = [(fixed_exit_policy(k), 'fixed') for k in exits] + [
+        (name, 'gate')
+        for name in sorted(betas, key=lambda n: (gate_levels[n], betas[n]))
+    ]
+    if ORACLE in per_policy:
+        policies.append((ORACLE, 'oracle'))
     rows = []
     for name, kind in policies:
         counts = {int(k): int(n) for k, n in exit_counts[name].items()}
@@ -67,24 +80,58 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
             exit_layer = int(name[len('exit'):])
             row.update(exit=exit_layer, full_model=exit_layer == exits[-1])
         else:
-            row.update(beta=betas[name], full_model=False)
+            row.update(beta=betas.get(name), full_model=False)
+            if kind == 'gate':
+                row['input_levels'] = gate_levels[name]
         row.update(_panoptic_metrics(per_policy[name]))
         row['mean_depth'] = sum(k * n for k, n in counts.items()) / total
         row['exit_shares'] = {
             k: counts.get(k, 0) / total
             for k in sorted(set(exits) | set(counts))
         }
-        if exit_gflops is not None:
-            row['gflops'] = expected_gflops(
-                counts, exit_gflops, gate_gflops if kind == 'gate' else 0.0)
+        if gflops is not None:
+            row['gflops'] = float(gflops[name])
         rows.append(row)
+    compare_with_fixed_curve(rows)
     return rows
+
+
+def compare_with_fixed_curve(rows: List[dict]) -> None:
+    """Compare every gate and the oracle with the fixed-exit curve.
+
+    Adds to each gate and oracle row (in place) ``fixed_curve_pq``, the PQ
+    of the fixed-exit curve at the row's GFLOPs (mean depth without
+    GFLOPs), linearly interpolated between the neighbouring fixed exits and
+    clamped to the curve's ends, and ``pq_over_fixed``, the row's PQ minus
+    it. With an oracle row whose gain is positive, each gate also gets
+    ``oracle_gain_captured``: its gain over the curve as a share of the
+    oracle's.
+
+    Args:
+        rows (list[dict]): Rows of :func:`sweep_rows`.
+    """
+    x_key = 'gflops' if all('gflops' in row for row in rows) else \
+        'mean_depth'
+    fixed = sorted((row for row in rows if row['kind'] == 'fixed'),
+                   key=lambda row: row[x_key])
+    xs = [row[x_key] for row in fixed]
+    pqs = [row['PQ'] for row in fixed]
+    for row in rows:
+        if row['kind'] != 'fixed':
+            row['fixed_curve_pq'] = float(np.interp(row[x_key], xs, pqs))
+            row['pq_over_fixed'] = row['PQ'] - row['fixed_curve_pq']
+    oracle = [row for row in rows if row['kind'] == 'oracle']
+    if oracle and oracle[0]['pq_over_fixed'] > 0:
+        for row in rows:
+            if row['kind'] == 'gate':
+                row['oracle_gain_captured'] = (row['pq_over_fixed'] /
+                                               oracle[0]['pq_over_fixed'])
 
 
 def format_sweep(rows: List[dict]) -> str:
     """Format sweep rows as a text table."""
     metrics = [m for m in SWEEP_METRICS if all(m in row for row in rows)]
-    header = ['policy', 'beta'] + metrics + ['depth']
+    header = ['policy', 'beta'] + metrics + ['vs fixed', 'depth']
     with_gflops = all('gflops' in row for row in rows)
     if with_gflops:
         header.append('GFLOPs')
@@ -92,8 +139,11 @@ def format_sweep(rows: List[dict]) -> str:
     lines = [header]
     for row in rows:
         name = row['policy'] + (' (full)' if row['full_model'] else '')
-        line = [name, f"{row['beta']:g}" if 'beta' in row else '-']
+        beta = row.get('beta')
+        line = [name, '-' if beta is None else f'{beta:g}']
         line += [f'{row[m]:.2f}' for m in metrics]
+        line.append(f"{row['pq_over_fixed']:+.2f}"
+                    if 'pq_over_fixed' in row else '-')
         line.append(f"{row['mean_depth']:.2f}")
         if with_gflops:
             line.append(f"{row['gflops']:.3f}")
@@ -107,10 +157,10 @@ def format_sweep(rows: List[dict]) -> str:
 
 
 def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
-    """Plot PQ against expected GFLOPs (or mean depth) of every policy.
+    """Plot PQ against GFLOPs per image (or mean depth) of every policy.
 
     Fixed exits form one line (the deepest marked as the full model), each
-    gate is a labelled point.
+    gate is a labelled point and the per-image oracle a diamond.
 
     Args:
         rows (list[dict]): Output of :func:`sweep_rows`.
@@ -125,6 +175,7 @@ def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
         'mean_depth'
     fixed = [row for row in rows if row['kind'] == 'fixed']
     gates = [row for row in rows if row['kind'] == 'gate']
+    oracle = [row for row in rows if row['kind'] == 'oracle']
     figure, axes = plt.subplots(figsize=(6.4, 4.8))
     axes.plot([row[x_key] for row in fixed], [row['PQ'] for row in fixed],
               'o-',
@@ -143,18 +194,28 @@ def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
               color='black',
               markersize=14,
               label='full model')
-    axes.plot([row[x_key] for row in gates], [row['PQ'] for row in gates],
-              's',
-              color='tab:red',
-              label='gated (ECO-M2F)')
+    for levels in sorted({row['input_levels'] for row in gates}):
+        same = [row for row in gates if row['input_levels'] == levels]
+        axes.plot([row[x_key] for row in same], [row['PQ'] for row in same],
+                  's',
+                  color='tab:red' if levels == 1 else 'tab:purple',
+                  label='gated (ECO-M2F, 1/32 input)' if levels == 1 else
+                  f'gated, {levels}-scale input')
     for i, row in enumerate(gates):
         # alternate above and below: neighbouring betas often lie close
+        scales = '' if row['input_levels'] == 1 else \
+            f", {row['input_levels']} scales"
         axes.annotate(
-            f"β={row['beta']:g}", (row[x_key], row['PQ']),
+            f"β={row['beta']:g}{scales}", (row[x_key], row['PQ']),
             textcoords='offset points',
             xytext=(4, 5 if i % 2 == 0 else -11),
             fontsize=8)
-    axes.set_xlabel('expected GFLOPs per image' if x_key ==
+    axes.plot([row[x_key] for row in oracle], [row['PQ'] for row in oracle],
+              'D',
+              color='tab:green',
+              markersize=8,
+              label='per-image oracle')
+    axes.set_xlabel('GFLOPs per image' if x_key ==
                     'gflops' else 'mean encoder layers')
     axes.set_ylabel('PQ')
     axes.grid(True, alpha=0.3)

@@ -48,6 +48,7 @@ def train_gate(samples: ExitSamples,
                loss: str = 'hard_ce',
                temperature: float = 0.05,
                hidden_channels: Optional[int] = None,
+               input_levels: int = 1,
                iters: int = 500,
                batch_size: int = 256,
                lr: float = 5e-2,
@@ -69,6 +70,8 @@ def train_gate(samples: ExitSamples,
         temperature (float): Target temperature of the soft losses.
         hidden_channels (int, optional): Hidden width of the MLP gate; None
             for the authors' linear gate.
+        input_levels (int): Encoder scales in the samples' gate inputs
+            (recorded in the gate). Defaults to 1.
         iters (int): Optimiser steps.
         batch_size (int): Images per optimiser step.
         lr (float): AdamW learning rate.
@@ -89,7 +92,8 @@ def train_gate(samples: ExitSamples,
         gate = ExitGate(
             exits=samples.exits,
             in_channels=inputs.shape[1],
-            hidden_channels=hidden_channels)
+            hidden_channels=hidden_channels,
+            input_levels=input_levels)
     criterion = build_gate_loss(loss, temperature)
     optimizer = torch.optim.AdamW(
         gate.parameters(), lr=lr, weight_decay=weight_decay)
@@ -263,7 +267,8 @@ def gate_meta(gate: ExitGate, beta: float, loss: str,
             type='ExitGate',
             exits=list(gate.exits),
             in_channels=gate.in_channels,
-            hidden_channels=gate.hidden_channels),
+            hidden_channels=gate.hidden_channels,
+            input_levels=gate.input_levels),
         beta=beta,
         loss=loss,
         **extra)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from mmdet.registry import MODELS
 
-from proscale.models.gates import load_gate, merge_gate, save_gate
+from proscale.models.gates import ExitGate, load_gate, merge_gate, save_gate
 
 EXITS = (2, 3, 4, 5, 6)
 
@@ -29,6 +29,13 @@ def test_linear_gate_is_the_authors_design():
     gate = _gate()
     assert isinstance(gate.head, torch.nn.Linear)
     assert set(gate.state_dict()) == {'head.weight', 'head.bias', 'trained'}
+
+
+def test_input_levels_must_divide_the_input():
+    assert ExitGate((2, 3), 96, input_levels=3).input_levels == 3
+    for levels in (0, 5, True):
+        with pytest.raises(ValueError, match='input_levels'):
+            ExitGate((2, 3), 96, input_levels=levels)
 
 
 def test_wrong_input_is_reported():

@@ -43,8 +43,8 @@ def gated(single_thread):
     model = _build()
     data = _batch(model)
     with torch.no_grad():
-        gate_input = model.panoptic_head.pixel_decoder.gate_features(
-            list(model.extract_feat(data['inputs'])))
+        gate_input = model.gate_input(
+            model.extract_feat(data['inputs']), data['data_samples'])
         # three lines whose upper envelope picks exit 2 below c0, exit 3
         # between c0 and c1 and exit 6 above c1 (on channel 0)
         values = gate_input[:, 0].sort().values
@@ -56,7 +56,8 @@ def gated(single_thread):
         model.gate.head.bias.copy_(
             torch.tensor([0, -slope * c0, -1e9, -1e9, -slope * (c0 + c1)]))
         model.gate.trained.fill_(True)
-        exits = model.gate_exits(model.extract_feat(data['inputs']))
+        exits, _ = model.gate_exits(
+            model.extract_feat(data['inputs']), data['data_samples'])
     assert sorted(exits.tolist()) == [2, 3, 3, 6]
     return model, data, exits
 
@@ -83,6 +84,106 @@ def test_gated_batch_equals_one_by_one(gated):
                                alone.pred_instances.scores)
             assert torch.equal(sample.pred_instances.masks,
                                alone.pred_instances.masks)
+
+
+def _set_threshold_gate(model, threshold, low_exit, high_exit):
+    """Gate picking ``high_exit`` when channel 0 of the input exceeds
+    ``threshold``, else ``low_exit``."""
+    exits = list(model.gate.exits)
+    with torch.no_grad():
+        model.gate.head.weight.zero_()
+        model.gate.head.bias.fill_(-1e9)
+        model.gate.head.bias[exits.index(low_exit)] = 0
+        model.gate.head.weight[exits.index(high_exit), 0] = 1e3
+        model.gate.head.bias[exits.index(high_exit)] = -1e3 * threshold
+        model.gate.trained.fill_(True)
+
+
+def test_mixed_size_batch_equals_one_by_one():
+    """Images of different sizes get their batch-1 exits and outputs."""
+    model = _build()
+    np.random.seed(1)
+    packed = demo_mm_inputs(
+        2, image_shapes=[(3, 96, 64), (3, 40, 56)], num_classes=8)
+    alone = [
+        model.data_preprocessor(
+            dict(
+                inputs=packed['inputs'][i:i + 1],
+                data_samples=copy.deepcopy(packed['data_samples'][i:i + 1])),
+            False) for i in range(2)
+    ]
+    data = model.data_preprocessor(copy.deepcopy(packed), False)
+    assert data['inputs'].shape[-2:] == (96, 64)
+    assert alone[1]['inputs'].shape[-2:] == (64, 64)
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+        values = [
+            model.gate_input(
+                model.extract_feat(one['inputs']),
+                one['data_samples'])[0, 0].item() for one in alone
+        ]
+        _set_threshold_gate(model, sum(values) / 2, 2, 5)
+        batch = model.predict(data['inputs'], data['data_samples'])
+        singles = [
+            model.predict(one['inputs'], one['data_samples'])[0]
+            for one in alone
+        ]
+    expected_exits = [5 if v > sum(values) / 2 else 2 for v in values]
+    assert sorted(expected_exits) == [2, 5]
+    for sample, single, exit_layer in zip(batch, singles, expected_exits):
+        assert sample.metainfo['exit_layer'] == exit_layer
+        assert single.metainfo['exit_layer'] == exit_layer
+        assert sample.batch_input_shape == single.batch_input_shape
+        assert torch.equal(sample.pred_panoptic_seg.sem_seg,
+                           single.pred_panoptic_seg.sem_seg)
+        assert torch.equal(sample.pred_instances.masks,
+                           single.pred_instances.masks)
+
+
+def test_multi_scale_gate_input():
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(TINY_GATED).model
+    cfg.gate.update(in_channels=3 * 64, input_levels=3)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    model.eval().gate.trained.fill_(True)
+    data = _batch(model)
+    with torch.no_grad():
+        feats = model.extract_feat(data['inputs'])
+        exits, _ = model.gate_exits(feats, data['data_samples'])
+        gate_input = model.gate_input(feats, data['data_samples'], None, 3)
+    assert gate_input.shape == (NUM_IMAGES, 3 * 64)
+    assert torch.equal(exits, model.gate.predict(gate_input))
+
+
+def test_gate_pools_over_the_valid_region():
+    model = _build()
+    decoder = model.panoptic_head.pixel_decoder
+    feats = [torch.randn(2, c, 256 // s, 256 // s)
+             for c, s in zip((32, 64, 128, 256), (4, 8, 16, 32))]
+    with torch.no_grad():
+        coarse = decoder.input_convs[0](feats[3])
+        pooled = decoder.gate_features(
+            feats, torch.tensor([[256, 256], [70, 100]]))
+    torch.testing.assert_close(pooled[0], coarse[0].mean(dim=(1, 2)))
+    # ceil(70 / 32) x ceil(100 / 32) = 3 x 4 cells
+    torch.testing.assert_close(pooled[1], coarse[1, :, :3, :4].mean(
+        dim=(1, 2)))
+
+
+def test_gated_path_projects_the_inputs_once(gated):
+    model, data, _ = gated
+    calls = []
+    input_conv = model.panoptic_head.pixel_decoder.input_convs[0]
+    handle = input_conv.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        with torch.no_grad():
+            model.predict(data['inputs'][:1],
+                          copy.deepcopy(data['data_samples'][:1]))
+            model._forward(data['inputs'][:1])
+    finally:
+        handle.remove()
+    assert len(calls) == 2
 
 
 def test_gated_image_equals_its_fixed_exit(gated):

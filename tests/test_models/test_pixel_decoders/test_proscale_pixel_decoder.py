@@ -243,6 +243,26 @@ def test_gate_features():
     assert torch.equal(pooled, expected)
 
 
+def test_multi_scale_gate_features_pool_every_scale():
+    decoder = _build()
+    feats = _feats(height=64, width=64, batch_size=2)
+    shapes = torch.tensor([[64, 64], [40, 20]])
+    with torch.no_grad():
+        projected = decoder.project_inputs(feats)
+        pooled = decoder.gate_features(feats, shapes, projected, 3)
+        assert torch.equal(pooled[:, :EMBED_DIMS],
+                           decoder.gate_features(feats, shapes))
+    assert pooled.shape == (2, 3 * EMBED_DIMS)
+    # image 1 covers ceil(40 / s) x ceil(20 / s) cells at stride s
+    for i, (stride, cells) in enumerate(((32, (2, 1)), (16, (3, 2)),
+                                         (8, (5, 3)))):
+        expected = projected[i][1, :, :cells[0], :cells[1]].mean(dim=(1, 2))
+        torch.testing.assert_close(
+            pooled[1, i * EMBED_DIMS:(i + 1) * EMBED_DIMS], expected)
+    with pytest.raises(ValueError, match='num_levels=4'):
+        decoder.gate_features(feats, num_levels=4)
+
+
 def test_early_exit_baseline_exits():
     early_exit = EarlyExitMSDeformAttnPixelDecoder(**_common_args(3))
     early_exit.init_weights()

@@ -14,6 +14,7 @@ from torch import nn
 from ..early_exit_model import early_exit_model
 
 WEIGHT_SCHEDULES = ('linear', 'uniform', 'normalized')
+SAMPLING_MODES = ('uniform', 'alpha')
 LossWeights = Union[str, Sequence[float], Mapping[int, float]]
 
 
@@ -70,8 +71,11 @@ def exit_weights(loss_weights: LossWeights,
     return weights
 
 
-def sample_exits(seed: int, iteration: int, exits: Sequence[int],
-                 num: int) -> List[int]:
+def sample_exits(seed: int,
+                 iteration: int,
+                 exits: Sequence[int],
+                 num: int,
+                 probs: Optional[Sequence[float]] = None) -> List[int]:
     """Draw ``num`` distinct exits for one training iteration.
 
     The draw is a pure function of ``(seed, iteration)``: every distributed
@@ -83,12 +87,17 @@ def sample_exits(seed: int, iteration: int, exits: Sequence[int],
         iteration (int): The (0-based) training iteration.
         exits (Sequence[int]): The exits to draw from.
         num (int): How many exits to draw, at most ``len(exits)``.
+        probs (Sequence[float], optional): Probability of drawing each exit
+            (aligned with ``exits``, summing to 1; for ``num > 1`` the
+            probabilities of successive draws without replacement, as
+            numpy's ``Generator.choice``). None draws uniformly.
 
     Returns:
         list[int]: The drawn exits, increasing.
     """
     rng = np.random.default_rng([seed, iteration])
-    return sorted(int(k) for k in rng.choice(exits, size=num, replace=False))
+    return sorted(
+        int(k) for k in rng.choice(exits, size=num, replace=False, p=probs))
 
 
 @HOOKS.register_module()
@@ -96,9 +105,20 @@ class ExitSamplingHook(Hook):
     """Draw the encoder exit(s) of every training iteration (ECO-M2F step A).
 
     Before each iteration the hook draws ``exits_per_iter`` distinct exits
-    uniformly from ``exits`` (deterministically from the seed and the
-    iteration, so all DDP ranks agree and ``--resume`` continues the same
-    sequence) and configures the ``EcoMask2Former`` model:
+    from ``exits`` (deterministically from the seed and the iteration, so
+    all DDP ranks agree and ``--resume`` continues the same sequence) and
+    configures the ``EcoMask2Former`` model. ``sampling`` says how alpha_k
+    acts:
+
+    - ``'uniform'``: every exit is equally likely and its loss is weighted
+      by alpha_k, as below;
+    - ``'alpha'``: exit k is drawn with probability ``alpha_k / sum(alpha)``
+      and its loss has weight 1, so alpha weights the exits through how
+      often they train: the expected gradient of one-exit iterations is
+      that of ``sum_k alpha_k L_k`` (up to a constant), and gradient norm
+      clipping cannot cancel it.
+
+    With ``'uniform'`` sampling:
 
     - ``exits_per_iter=1`` (default, the authors' recipe): the encoder runs
       the drawn exit's k layers and every loss term is multiplied by
@@ -120,10 +140,11 @@ class ExitSamplingHook(Hook):
     ``alpha_k * L_k`` is that of ``L_k``: each update is the same as with
     alpha_k = 1, and only the sampling frequencies weight the exits. With
     several exits per iteration the weights act inside one gradient and
-    survive clipping (their ratios are kept). The single-exit mode stays the
-    default as it is the authors' recipe at the cost of one model pass
-    (their detectron2 Mask2Former recipe clips the same way); the hook warns
-    when its weights cannot act.
+    survive clipping (their ratios are kept), and so do alpha-proportional
+    draws (``sampling='alpha'``, the ECO-M2F configs' choice, at one exit's
+    cost). The hook's defaults stay the authors' recipe (their detectron2
+    Mask2Former recipe clips the same way); the hook warns when its weights
+    cannot act.
 
     Under DDP the unused deeper encoder layers need
     ``model_wrapper_cfg=dict(type='MMDistributedDataParallel',
@@ -135,6 +156,9 @@ class ExitSamplingHook(Hook):
         exits (Sequence[int], optional): Exits to train; defaults to the
             model's ``exit_layers``.
         exits_per_iter (int): Exits decoded per iteration. Defaults to 1.
+        sampling (str): ``'uniform'`` (draws uniform, losses weighted by
+            alpha_k) or ``'alpha'`` (draws proportional to alpha_k, unit
+            loss weights). Defaults to ``'uniform'``.
         seed (int, optional): Seed of the draws; defaults to the runner's
             seed on rank 0 (sent to the other ranks once, before training;
             mmengine restores it on resume).
@@ -146,11 +170,15 @@ class ExitSamplingHook(Hook):
                  loss_weights: LossWeights = 'linear',
                  exits: Optional[Sequence[int]] = None,
                  exits_per_iter: int = 1,
+                 sampling: str = 'uniform',
                  seed: Optional[int] = None) -> None:
         if isinstance(exits_per_iter, bool) or not isinstance(
                 exits_per_iter, int) or exits_per_iter < 1:
             raise ValueError(f'exits_per_iter={exits_per_iter!r}: expected '
                              'a positive int')
+        if sampling not in SAMPLING_MODES:
+            raise ValueError(f'sampling={sampling!r}: expected one of '
+                             f'{SAMPLING_MODES}')
         if seed is not None and (not isinstance(seed, int) or seed < 0):
             raise ValueError(f'seed={seed!r}: expected a non-negative int')
         if isinstance(loss_weights, str):
@@ -158,8 +186,10 @@ class ExitSamplingHook(Hook):
         self.loss_weights = loss_weights
         self.exits = None if exits is None else list(exits)
         self.exits_per_iter = exits_per_iter
+        self.sampling = sampling
         self.seed = seed
         self.weights: Dict[int, float] = {}
+        self.probs: Optional[List[float]] = None
         self._drawn: List[int] = []
 
     @staticmethod
@@ -179,23 +209,36 @@ class ExitSamplingHook(Hook):
             raise ValueError(
                 f'ExitSamplingHook.exits_per_iter={self.exits_per_iter} '
                 f'exceeds the number of trained exits {exits}')
-        self.weights = exit_weights(self.loss_weights, exits)
+        alphas = exit_weights(self.loss_weights, exits)
+        if self.sampling == 'alpha':
+            total = sum(alphas.values())
+            self.probs = [alphas[k] / total for k in exits]
+            self.weights = {k: 1.0 for k in exits}
+        else:
+            self.probs = None
+            self.weights = alphas
         if self.seed is None:
             # rank 0's seed: with `randomness.diff_rank_seed` the runner's
             # seed differs between ranks
             seed = [runner.seed]
             broadcast_object_list(seed)
             self.seed = seed[0]
+        draws = 'uniform draws' if self.probs is None else (
+            'draw probabilities ' +
+            str({k: round(p, 4)
+                 for k, p in zip(exits, self.probs)}))
         print_log(
             f'ExitSamplingHook: {self.exits_per_iter} of exits {exits} per '
-            f'iteration, loss weights {self.weights}, seed {self.seed}',
+            f'iteration, {draws}, loss weights {self.weights}, seed '
+            f'{self.seed}',
             logger='current')
         if self.exits_per_iter == 1 and len(set(self.weights.values())) > 1 \
                 and self._clips_grad_norm(runner):
             print_log(
                 'ExitSamplingHook: gradient norm clipping cancels the loss '
                 'weights of single-exit iterations (each update equals the '
-                'unweighted one); set exits_per_iter > 1 to make them act',
+                "unweighted one); set sampling='alpha' or exits_per_iter > 1 "
+                'to make them act',
                 logger='current',
                 level=logging.WARNING)
 
@@ -216,7 +259,7 @@ class ExitSamplingHook(Hook):
             list[int]: ``exits_per_iter`` exits, increasing.
         """
         return sample_exits(self.seed, iteration, sorted(self.weights),
-                            self.exits_per_iter)
+                            self.exits_per_iter, self.probs)
 
     def before_train_iter(self,
                           runner,

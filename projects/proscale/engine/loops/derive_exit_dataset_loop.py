@@ -68,9 +68,12 @@ _RUN_SPECIFIC_META = ('config', 'code_version')
 # env_cfg.dist_cfg).
 _LAUNCH_KEYS = ('launcher', 'work_dir', 'load_from', 'resume',
                 'model_wrapper_cfg')
-_GATE_INPUT = ('pixel_decoder.gate_features: global average of the projected '
-               '1/32 features (input_convs[0], 1x1 conv + GroupNorm), before '
-               'position and level embeddings')
+_GATE_INPUT = ('model.gate_input: averages of the projected encoder scales '
+               '(input_convs, 1x1 conv + GroupNorm), before position and '
+               "level embeddings, over the cells covering the image's "
+               'img_shape, concatenated coarse to fine (gate_input_levels '
+               'scales; the first feat_channels columns are the 1/32 scale, '
+               "the authors' gate input)")
 _GROUND_TRUTH = ("segments_info of the split's panoptic ann_file and the PNG "
                  "at each image's seg_map_path, as CocoPanopticMetric("
                  'ann_file=...) evaluates them; predictions as its '
@@ -127,8 +130,11 @@ def derive_image(model: torch.nn.Module, data_batch: dict,
     """
     data = model.data_preprocessor(data_batch, False)
     feats = model.extract_feat(data['inputs'])
-    gate_input = model.panoptic_head.pixel_decoder.gate_features(feats)
-    outputs = model.predict_exits_by_feat(feats, data['data_samples'], exits)
+    projected = model.panoptic_head.pixel_decoder.project_inputs(feats)
+    gate_input = model.gate_input(feats, data['data_samples'], projected,
+                                  len(projected))
+    outputs = model.predict_exits_by_feat(
+        feats, data['data_samples'], exits, projected=projected)
     tables = evaluator.evaluate(
         image_id, seg_map_path,
         [outputs[k][0].pred_panoptic_seg for k in exits])
@@ -207,8 +213,7 @@ class DeriveExitDatasetLoop(BaseLoop):
                 f'save_interval must be >= 1, got {save_interval}')
         model = early_exit_model(
             runner.model, 'DeriveExitDatasetLoop',
-            ('predict_exits_by_feat', 'panoptic_head.pixel_decoder.'
-             'gate_features'))
+            ('predict_exits_by_feat', 'gate_input'))
         checkpoint = runner.cfg.get('load_from')
         if not checkpoint or not osp.isfile(checkpoint):
             raise FileNotFoundError(
@@ -271,6 +276,8 @@ class DeriveExitDatasetLoop(BaseLoop):
                 checkpoint=dict(
                     path=checkpoint, sha256=checkpoint_sha256(checkpoint)),
                 gate_input=_GATE_INPUT,
+                gate_input_levels=model.panoptic_head.pixel_decoder.
+                num_encoder_levels,
                 ground_truth=_GROUND_TRUTH,
                 code_version=_code_version(),
                 config=config.pretty_text))

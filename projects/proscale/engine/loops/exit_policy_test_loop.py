@@ -1,17 +1,24 @@
 """Evaluate fixed exits and exit gates of an early-exit model in one pass."""
 import copy
 from collections import Counter
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
 from mmdet.structures import SampleList
 from mmengine.registry import LOOPS
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ...models.gates import ExitGate, load_gate
+from ...evaluation import SingleImagePanopticEvaluator
+from ...models.gates import (ExitGate, exit_utility, hard_exit_targets,
+                             load_gate)
 from ..early_exit_model import early_exit_model
 from .multi_evaluator_test_loop import (MultiEvaluatorTestLoop, Predictions,
                                         fixed_exit_policy)
+
+
+# Name of the per-image oracle policy.
+ORACLE = 'oracle'
 
 
 def policy_predictions(outputs: Dict[int, SampleList],
@@ -42,13 +49,22 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
     trained exit gate (named by the caller). For every batch the model (an
     ``EcoMask2Former``) runs the backbone and the encoder once, decodes at
     every exit (``predict_exits_by_feat``) and computes the gate input
-    (``pixel_decoder.gate_features``); each policy's evaluator, a copy of
-    the test evaluator, receives every image's prediction at the exit that
-    policy picks (its own copies), so each policy's metrics are exactly
-    those of running it alone, dataset-level PQ included. The hooks see the
-    deepest exit's predictions. :meth:`run` returns
-    ``'{policy}/{metric}'`` and :attr:`exit_counts` counts the images each
-    policy sent to each exit.
+    (``gate_input``), per group of images of equal size alone
+    (``own_size_groups``, as gated inference does); each policy's evaluator,
+    a copy of the test evaluator, receives every image's prediction at the
+    exit that policy picks (its own copies), so each policy's metrics are
+    exactly those of running it alone, dataset-level PQ included. The hooks
+    see the deepest exit's predictions. :meth:`run` returns
+    ``'{policy}/{metric}'``, :attr:`exit_counts` counts the images each
+    policy sent to each exit and :attr:`image_exits` lists, per policy and
+    in test order, every image's input size alone and its exit (for
+    per-image GFLOPs).
+
+    With ``oracle=True`` the loop also evaluates the per-image oracle, the
+    policy ``'oracle'``: every image at the exit with the highest per-image
+    PQ (its own panoptic quality against its ground truth, scored as in the
+    derived dataset of step B; ties to the shallowest), minus ``oracle_beta``
+    per layer. It bounds what any gate choosing among these exits can reach.
 
     Args:
         runner (Runner): The runner.
@@ -59,6 +75,11 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
             (``tools/eco/train_gate.py``). Names must not contain '/'.
         exits (Sequence[int], optional): Fixed exits to evaluate; defaults
             to the model's ``exit_layers``.
+        oracle (bool): Also evaluate the per-image oracle over ``exits``.
+            Needs a panoptic test set with ``ann_file`` and every image's
+            ``seg_map_path``. Defaults to False.
+        oracle_beta (float): The oracle's cost per encoder layer in PQ
+            fraction units (utility ``q_k - beta * k``). Defaults to 0.
         fp16 (bool): Whether to test with automatic mixed precision.
             Defaults to False.
     """
@@ -69,35 +90,90 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
                  evaluator: Union[dict, list],
                  gates: Optional[Dict[str, str]] = None,
                  exits: Optional[Sequence[int]] = None,
+                 oracle: bool = False,
+                 oracle_beta: float = 0.0,
                  fp16: bool = False) -> None:
         model = early_exit_model(
             runner.model, 'ExitPolicyTestLoop',
-            ('predict_exits_by_feat', 'panoptic_head.pixel_decoder.'
-             'gate_features'))
+            ('predict_exits_by_feat', 'gate_input', 'own_size_groups'))
         self.exits: List[int] = model.check_exits(
             model.exit_layers if exits is None else exits, 'test_cfg.exits')
         self.gates: Dict[str, ExitGate] = {}
         for name, path in (gates or {}).items():
-            if '/' in name or name in map(fixed_exit_policy, self.exits):
-                raise ValueError(f'gate policy name {name!r} must not '
-                                 "contain '/' or equal a fixed exit's name")
+            if '/' in name or name == ORACLE or name in map(
+                    fixed_exit_policy, self.exits):
+                raise ValueError(
+                    f'gate policy name {name!r} must not contain '
+                    f"'/' or equal a fixed exit's name or {ORACLE!r}")
             self.gates[name] = load_gate(path)[0]
             model.check_exits(self.gates[name].exits, f'exits of {path}')
         self.policies = [fixed_exit_policy(k)
                          for k in self.exits] + list(self.gates)
+        if oracle:
+            self.policies.append(ORACLE)
+        self.oracle_beta = oracle_beta
+        # the widest gate input; each gate reads its first in_channels
+        self.gate_input_levels = max(
+            [gate.input_levels for gate in self.gates.values()], default=1)
+        # every batch is decoded at every exit some policy can pick
+        self.decoded_exits = sorted(
+            set(self.exits).union(*(gate.exits
+                                    for gate in self.gates.values())))
         super().__init__(runner, dataloader, evaluator, self.policies, fp16)
+        self.quality_evaluator: Optional[SingleImagePanopticEvaluator] = None
+        if oracle:
+            self._build_quality_evaluator()
         self.exit_counts: Dict[str, Counter] = {
             name: Counter()
             for name in self.policies
         }
+        self.image_exits: Dict[str, List[Tuple[Tuple[int, int], int]]] = {
+            name: []
+            for name in self.policies
+        }
+
+    def _build_quality_evaluator(self) -> None:
+        """Prepare the per-image PQ of the oracle from the test set."""
+        dataset = self.dataloader.dataset
+        infos = [dataset.get_data_info(i) for i in range(len(dataset))]
+        if not getattr(dataset, 'ann_file', None) or any(
+                info.get('seg_map_path') is None for info in infos):
+            raise ValueError(
+                'ExitPolicyTestLoop(oracle=True) needs a panoptic test set '
+                'with an ann_file and every image\'s seg_map_path, got '
+                f"'{type(dataset).__name__}'")
+        self.seg_map_paths = {
+            int(info['img_id']): info['seg_map_path']
+            for info in infos
+        }
+        self.quality_evaluator = SingleImagePanopticEvaluator(
+            dataset.ann_file,
+            dataset.metainfo['classes'],
+            backend_args=getattr(dataset, 'backend_args', None))
+
+    def _oracle_exits(self, outputs: Dict[int, SampleList]) -> List[int]:
+        """Each image's exit of highest utility by its own PQ."""
+        quality = []
+        for i, sample in enumerate(outputs[self.exits[0]]):
+            image_id = int(sample.img_id)
+            tables = self.quality_evaluator.evaluate(
+                image_id, self.seg_map_paths[image_id],
+                [outputs[k][i].pred_panoptic_seg for k in self.exits])
+            quality.append(tables[:, 0, 0])
+        # NaN: no segment in the ground truth or the prediction, nothing
+        # to get wrong (as in the gate's training data)
+        quality = torch.tensor(quality, dtype=torch.float64).nan_to_num(1.0)
+        best = hard_exit_targets(
+            exit_utility(quality, self.exits, self.oracle_beta))
+        return [self.exits[j] for j in best.tolist()]
 
     def _policy_exits(self, gate_input: Tensor) -> Dict[str, List[int]]:
         """Every policy's exit for every image of a batch."""
         num_images = len(gate_input)
         choices = {fixed_exit_policy(k): [k] * num_images for k in self.exits}
         for name, gate in self.gates.items():
-            choices[name] = gate.to(
-                gate_input.device).predict(gate_input).tolist()
+            choices[name] = gate.to(gate_input.device).predict(
+                gate_input[:, :gate.in_channels]).tolist()
         return choices
 
     def predict(self, data: dict) -> Predictions:
@@ -112,16 +188,31 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
             every policy's predictions (:func:`policy_predictions`).
         """
         model = self.model
-        feats = model.extract_feat(data['inputs'])
-        choices = self._policy_exits(
-            model.panoptic_head.pixel_decoder.gate_features(list(feats)))
-        outputs = model.predict_exits_by_feat(
-            feats, data['data_samples'],
-            {k
-             for exits in choices.values()
-             for k in exits})
+        samples = data['data_samples']
+        outputs = {k: [None] * len(samples) for k in self.decoded_exits}
+        choices = {name: [0] * len(samples) for name in self.policies}
+        for inputs, index in model.own_size_groups(data['inputs'], samples):
+            index = index.tolist()
+            group_samples = [samples[i] for i in index]
+            feats = model.extract_feat(inputs)
+            projected = model.panoptic_head.pixel_decoder.project_inputs(
+                list(feats))
+            group_choices = self._policy_exits(
+                model.gate_input(feats, group_samples, projected,
+                                 self.gate_input_levels))
+            group_outputs = model.predict_exits_by_feat(
+                feats, group_samples, self.decoded_exits, projected=projected)
+            if self.quality_evaluator is not None:
+                group_choices[ORACLE] = self._oracle_exits(group_outputs)
+            for j, i in enumerate(index):
+                for k, predictions in group_outputs.items():
+                    outputs[k][i] = predictions[j]
+                for name, exits in group_choices.items():
+                    choices[name][i] = exits[j]
+        sizes = [tuple(sample.batch_input_shape) for sample in samples]
         for name, exits in choices.items():
             self.exit_counts[name].update(exits)
+            self.image_exits[name] += list(zip(sizes, exits))
         return outputs, {
             name: policy_predictions(outputs, exits)
             for name, exits in choices.items()

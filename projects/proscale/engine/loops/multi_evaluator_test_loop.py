@@ -55,6 +55,8 @@ class MultiEvaluatorTestLoop(TestLoop):
     metrics of policy ``p`` under ``'{p}/{metric}'``
     (:func:`split_policy_metrics`). The hooks (``after_test_iter``:
     visualisation, result dumping) see the deepest exit's predictions.
+    :attr:`stage` names the hooks called (``'test'``: ``before_test``,
+    ``after_test_iter``, ...); a validation subclass sets it to ``'val'``.
 
     Args:
         runner (Runner): The runner.
@@ -65,6 +67,8 @@ class MultiEvaluatorTestLoop(TestLoop):
         fp16 (bool): Whether to test with automatic mixed precision.
             Defaults to False.
     """
+
+    stage = 'test'
 
     def __init__(self,
                  runner,
@@ -115,14 +119,26 @@ class MultiEvaluatorTestLoop(TestLoop):
             str: The text.
         """
 
+    def extra_metrics(self, metrics: Dict[str, float]) -> Dict[str, float]:
+        """Metrics added to the policies' before the epoch hooks see them
+        (none here).
+
+        Args:
+            metrics (dict[str, float]): ``{'{policy}/{metric}': value}``.
+
+        Returns:
+            dict[str, float]: The metrics to add.
+        """
+        return {}
+
     def run(self) -> Dict[str, float]:
         """Run the test set once and evaluate every policy.
 
         Returns:
             dict[str, float]: ``{'{policy}/{metric}': value}``.
         """
-        self.runner.call_hook('before_test')
-        self.runner.call_hook('before_test_epoch')
+        self.runner.call_hook(f'before_{self.stage}')
+        self.runner.call_hook(f'before_{self.stage}_epoch')
         self.runner.model.eval()
         for idx, data_batch in enumerate(self.dataloader):
             self.run_iter(idx, data_batch)
@@ -135,8 +151,9 @@ class MultiEvaluatorTestLoop(TestLoop):
                 for key, value in policy_metrics.items()
             })
         print_log(self.summary(metrics), logger='current')
-        self.runner.call_hook('after_test_epoch', metrics=metrics)
-        self.runner.call_hook('after_test')
+        metrics.update(self.extra_metrics(metrics))
+        self.runner.call_hook(f'after_{self.stage}_epoch', metrics=metrics)
+        self.runner.call_hook(f'after_{self.stage}')
         return metrics
 
     @torch.no_grad()
@@ -148,7 +165,7 @@ class MultiEvaluatorTestLoop(TestLoop):
             data_batch (dict): A batch from the dataloader.
         """
         self.runner.call_hook(
-            'before_test_iter', batch_idx=idx, data_batch=data_batch)
+            f'before_{self.stage}_iter', batch_idx=idx, data_batch=data_batch)
         with autocast(enabled=self.fp16):
             outputs, predictions = self.predict(
                 self.model.data_preprocessor(data_batch, False))
@@ -156,7 +173,7 @@ class MultiEvaluatorTestLoop(TestLoop):
             self.evaluators[name].process(
                 data_samples=data_samples, data_batch=data_batch)
         self.runner.call_hook(
-            'after_test_iter',
+            f'after_{self.stage}_iter',
             batch_idx=idx,
             data_batch=data_batch,
             outputs=outputs[max(outputs)])

@@ -312,11 +312,14 @@ class EcoMask2Former(GatedInferenceMixin, Mask2Former):
         return self.predict_exits_by_feat(feats, batch_data_samples, exits,
                                           rescale)
 
-    def predict_exits_by_feat(self,
-                              feats: Tuple[Tensor],
-                              batch_data_samples: SampleList,
-                              exits: Optional[Iterable[int]] = None,
-                              rescale: bool = True) -> Dict[int, SampleList]:
+    def predict_exits_by_feat(
+            self,
+            feats: Tuple[Tensor],
+            batch_data_samples: SampleList,
+            exits: Optional[Iterable[int]] = None,
+            rescale: bool = True,
+            projected: Optional[List[Tensor]] = None
+    ) -> Dict[int, SampleList]:
         """Like :meth:`predict_exits`, from given backbone (and neck)
         features, so callers can reuse them (e.g. for the gate's input).
 
@@ -329,6 +332,9 @@ class EcoMask2Former(GatedInferenceMixin, Mask2Former):
                 :attr:`exit_layers`.
             rescale (bool): Whether to rescale the results. Defaults to
                 True.
+            projected (list[Tensor], optional): The pixel decoder's
+                ``project_inputs(feats)`` when the caller has them (e.g.
+                from the gate input); None computes them.
 
         Returns:
             dict[int, list[:obj:`DetDataSample`]]: See
@@ -337,7 +343,8 @@ class EcoMask2Former(GatedInferenceMixin, Mask2Former):
         exits = self.check_exits(self.exit_layers if exits is None else exits)
         results = {}
         for exit_layer, mask_feature, multi_scale_features in (
-                self.panoptic_head.pixel_decoder.forward_exits(feats, exits)):
+                self.panoptic_head.pixel_decoder.forward_exits(
+                    feats, exits, projected)):
             data_samples = batch_data_samples if len(exits) == 1 else [
                 data_sample.clone() for data_sample in batch_data_samples
             ]

@@ -1,24 +1,31 @@
 """Gated inference of ECO-M2F (step C): a gate picks each image's exit.
 
 :class:`GatedInferenceMixin` gives ``EcoMask2Former`` its gated path, used
-when ``test_cfg.exit_layer='gate'``: backbone on the whole batch, the exit
-gate on the pooled projected 1/32 features (``pixel_decoder.gate_features``),
-then encoder, transformer decoder and post-processing per exit.
+when ``test_cfg.exit_layer='gate'``: backbone, the pixel decoder's input
+projection, the exit gate on each image's pooled projected 1/32 features
+(``pixel_decoder.gate_features``, averaged over the image's own area), then
+encoder (reusing the projection), transformer decoder and post-processing
+per exit.
 
-Mixed batches are grouped by exit: the images the gate sends to exit ``k``
-run the encoder for ``k`` layers, together, and are decoded together. The
-alternative, running the whole batch to its deepest exit once and reading
-each image at its own exit, would charge every image of a batch the depth of
-its hardest image, so the saving the gate was trained for would shrink with
-the batch size; grouping spends exactly the per-image cost the gate chose
+Each image runs exactly as it would alone. Images of different sizes are
+split first: each group of equal size runs from the batch tensor cropped to
+the size the data preprocessor gives that image alone (its size padded to
+``pad_size_divisor``), because padding an image further changes the
+backbone's features near its border (the convolutions see the padding) and
+so its gate input and its predictions. Within a group, images are grouped
+by exit: the images the gate sends to exit ``k`` run the encoder for ``k``
+layers, together, and are decoded together. Running the whole batch to its
+deepest exit instead would charge every image of a batch the depth of its
+hardest image; grouping spends exactly the per-image cost the gate chose
 (what the FLOP counter's per-image average reports) for at most one encoder
-and decoder call per exit. Each group runs the fixed-exit inference path
-unchanged, and every operation after the backbone treats the images of a
-batch independently, so a batch gives the results of its images run one by
-one.
+and decoder call per exit and size. Every operation after the backbone
+treats the images of a batch independently, so a batch gives the exits and
+results of its images run one by one (tested with mixed sizes).
 """
+import math
 from typing import Any, List, Optional, Sequence, Tuple
 
+import torch
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import OptConfigType
@@ -58,6 +65,20 @@ def _scatter(outputs: Any, group_outputs: Any, index: Tensor,
         for out, group_out in zip(outputs, group_outputs))
 
 
+def valid_shapes(data_samples: SampleList) -> Tensor:
+    """Each image's unpadded input size, the region its gate input pools.
+
+    Args:
+        data_samples (list[:obj:`DetDataSample`]): Data samples with
+            ``img_shape`` in their metainfo.
+
+    Returns:
+        Tensor: ``(h, w)`` of every image, shape (B, 2), int64.
+    """
+    return torch.tensor([sample.img_shape[:2] for sample in data_samples],
+                        dtype=torch.long).view(-1, 2)
+
+
 class GatedInferenceMixin:
     """Gated inference for ``EcoMask2Former``.
 
@@ -86,16 +107,51 @@ class GatedInferenceMixin:
                 f"test_cfg.exit_layer='{GATE_EXIT}' needs a gate: set "
                 "model.gate=dict(type='ExitGate', ...)")
 
-    def gate_exits(self, feats: Sequence[Tensor]) -> Tensor:
+    def gate_input(self,
+                   feats: Sequence[Tensor],
+                   data_samples: Optional[SampleList] = None,
+                   projected: Optional[List[Tensor]] = None,
+                   num_levels: int = 1) -> Tensor:
+        """The gate input of every image: its projected 1/32 features (and
+        with ``num_levels`` > 1 those of finer scales) averaged over its own
+        area.
+
+        Args:
+            feats (Sequence[Tensor]): Backbone (and neck) features, each of
+                shape (B, C_i, H_i, W_i).
+            data_samples (list[:obj:`DetDataSample`], optional): The images'
+                data samples; their ``img_shape`` limits the average to the
+                image. None averages the whole (padded) map.
+            projected (list[Tensor], optional): The pixel decoder's
+                ``project_inputs(feats)``, reused when given.
+            num_levels (int): Encoder scales pooled, coarse to fine.
+                Defaults to 1.
+
+        Returns:
+            Tensor: Pooled features, shape (B, num_levels * C).
+        """
+        shapes = None if data_samples is None else valid_shapes(data_samples)
+        return self.panoptic_head.pixel_decoder.gate_features(
+            list(feats), shapes, projected, num_levels)
+
+    def gate_exits(
+        self,
+        feats: Sequence[Tensor],
+        data_samples: Optional[SampleList] = None
+    ) -> Tuple[Tensor, List[Tensor]]:
         """Let the gate pick every image's exit.
 
         Args:
             feats (Sequence[Tensor]): Backbone (and neck) features, each of
                 shape (B, C_i, H_i, W_i).
+            data_samples (list[:obj:`DetDataSample`], optional): The images'
+                data samples (see :meth:`gate_input`).
 
         Returns:
-            Tensor: The chosen exits (numbers of encoder layers), shape
-            (B, ), int64.
+            tuple[Tensor, list[Tensor]]: The chosen exits (numbers of
+            encoder layers), shape (B, ), int64, and the pixel decoder's
+            projected encoder inputs (``project_inputs``), for the encoder
+            to reuse.
         """
         if self.gate is None:
             raise ValueError('this model has no gate (model.gate is None)')
@@ -104,9 +160,53 @@ class GatedInferenceMixin:
                 'the exit gate has no trained weights: load a checkpoint '
                 'with the gate merged in (tools/eco/merge_gate.py PARENT '
                 'GATE.pth --out MERGED.pth)')
-        gate_input = self.panoptic_head.pixel_decoder.gate_features(
+        projected = self.panoptic_head.pixel_decoder.project_inputs(
             list(feats))
-        return self.gate.predict(gate_input)
+        gate_input = self.gate_input(feats, data_samples, projected,
+                                     self.gate.input_levels)
+        return self.gate.predict(gate_input), projected
+
+    def own_size_groups(
+            self, batch_inputs: Tensor,
+            batch_data_samples: SampleList) -> List[Tuple[Tensor, Tensor]]:
+        """Split a batch into groups of images of equal size alone.
+
+        An image alone is padded by the data preprocessor to its size
+        rounded up to ``pad_size_divisor``; a batch pads it to the largest
+        image. The group's data samples get the ``batch_input_shape`` and
+        ``pad_shape`` they have alone.
+
+        Args:
+            batch_inputs (Tensor): Input images of shape (B, C, H, W).
+            batch_data_samples (list[:obj:`DetDataSample`]): The batch data
+                samples, with ``img_shape``.
+
+        Returns:
+            list[tuple[Tensor, Tensor]]: ``(inputs, batch positions)`` per
+            size: the batch tensor of the group's images cropped to their
+            size alone (the batch tensor itself when it is one group).
+        """
+        divisor = getattr(self.data_preprocessor, 'pad_size_divisor', 1)
+        sizes = [
+            tuple(
+                math.ceil(side / divisor) * divisor
+                for side in sample.img_shape[:2])
+            for sample in batch_data_samples
+        ]
+        groups = []
+        for size in sorted(set(sizes)):
+            index = [i for i, other in enumerate(sizes) if other == size]
+            for i in index:
+                batch_data_samples[i].set_metainfo(
+                    dict(batch_input_shape=size, pad_shape=size))
+            index = torch.tensor(index, device=batch_inputs.device)
+            if len(index) == len(batch_inputs) and \
+                    size == tuple(batch_inputs.shape[-2:]):
+                groups.append((batch_inputs, index))
+            else:
+                groups.append((batch_inputs[index, :, :size[0], :size[1]],
+                               index))
+        return groups
 
     @staticmethod
     def exit_groups(exits: Tensor) -> List[Tuple[int, Tensor]]:
@@ -140,13 +240,20 @@ class GatedInferenceMixin:
             predictions of the fixed-exit path at each image's exit and
             ``metainfo['exit_layer']`` set to that exit.
         """
-        feats = self.extract_feat(batch_inputs)
-        for exit_layer, index in self.exit_groups(self.gate_exits(feats)):
-            group_samples = [batch_data_samples[i] for i in index.tolist()]
-            self.predict_exits_by_feat([feat[index] for feat in feats],
-                                       group_samples, [exit_layer], rescale)
-            for data_sample in group_samples:
-                data_sample.set_metainfo(dict(exit_layer=exit_layer))
+        for inputs, size_index in self.own_size_groups(
+                batch_inputs, batch_data_samples):
+            samples = [batch_data_samples[i] for i in size_index.tolist()]
+            feats = self.extract_feat(inputs)
+            exits, projected = self.gate_exits(feats, samples)
+            for exit_layer, index in self.exit_groups(exits):
+                group_samples = [samples[i] for i in index.tolist()]
+                self.predict_exits_by_feat(
+                    [feat[index] for feat in feats],
+                    group_samples, [exit_layer],
+                    rescale,
+                    projected=[level[index] for level in projected])
+                for data_sample in group_samples:
+                    data_sample.set_metainfo(dict(exit_layer=exit_layer))
         return batch_data_samples
 
     def forward_gated(
@@ -165,14 +272,19 @@ class GatedInferenceMixin:
         Returns:
             tuple[list[Tensor]]: The head's outputs as in ``mode='tensor'``
             (classification and mask logits of every decoder layer), each
-            image's rows computed at its exit.
+            image's rows computed at its exit. Unlike :meth:`predict_gated`
+            the batch runs at its padded size (the outputs share one
+            shape); the gate input is still each image's own area when the
+            data samples are given.
         """
         feats = self.extract_feat(batch_inputs)
         outputs = None
-        for exit_layer, index in self.exit_groups(self.gate_exits(feats)):
+        exits, projected = self.gate_exits(feats, batch_data_samples)
+        for exit_layer, index in self.exit_groups(exits):
             _, mask_feature, multi_scale_features = next(
                 self.panoptic_head.pixel_decoder.forward_exits(
-                    [feat[index] for feat in feats], [exit_layer]))
+                    [feat[index] for feat in feats], [exit_layer],
+                    [level[index] for level in projected]))
             group_samples = None if batch_data_samples is None else [
                 batch_data_samples[i] for i in index.tolist()
             ]

@@ -17,7 +17,10 @@ class ExitGate(BaseModule):
     The authors' gate globally average-pools the projected lowest-resolution
     (1/32) features and applies one linear layer with one logit per exit.
     With ``hidden_channels`` set, the linear layer is replaced by a small MLP
-    (Linear-ReLU-Linear).
+    (Linear-ReLU-Linear). With ``input_levels`` > 1 (beyond the paper) its
+    input is the pooled projected tokens of that many encoder scales,
+    concatenated coarse to fine (e.g. 1/32, 1/16 and 1/8 for 3), which the
+    encoder computes anyway.
 
     The boolean buffer ``trained`` is saved with the weights; it is False
     until a gate training sets it, so a model loaded from a checkpoint
@@ -30,6 +33,9 @@ class ExitGate(BaseModule):
         in_channels (int): Channels of the gate input. Defaults to 256.
         hidden_channels (int, optional): Hidden width of the MLP variant;
             None for the authors' linear gate. Defaults to None.
+        input_levels (int): Encoder scales pooled into the input, coarse to
+            fine; ``in_channels`` counts all of them. Defaults to 1 (the
+            1/32 scale, the authors' input).
         init_cfg (dict or list[dict], optional): Initialization config.
             Defaults to None.
     """
@@ -38,8 +44,16 @@ class ExitGate(BaseModule):
                  exits: Sequence[int],
                  in_channels: int = 256,
                  hidden_channels: Optional[int] = None,
+                 input_levels: int = 1,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if isinstance(input_levels, bool) or not isinstance(
+                input_levels, int) or input_levels < 1 or \
+                in_channels % input_levels:
+            raise ValueError(
+                f'input_levels={input_levels!r}: expected a positive int '
+                f'dividing in_channels={in_channels}')
+        self.input_levels = input_levels
         self.register_buffer(
             'exit_layers', check_exits(exits).long(), persistent=False)
         self.register_buffer('trained', torch.tensor(False))
@@ -76,7 +90,8 @@ class ExitGate(BaseModule):
                     f"the checkpoint's exit gate at {prefix!r} ({found}) "
                     f'does not fit this gate (exits {self.exits}, in_channels '
                     f'{self.in_channels}, hidden_channels '
-                    f'{self.hidden_channels}: {expected}); make the gate '
+                    f'{self.hidden_channels}, input_levels '
+                    f'{self.input_levels}: {expected}); make the gate '
                     'config match the trained gate (see meta.gate_cfg in '
                     'the gate file)')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -3,7 +3,7 @@
 A gate file is an mmengine-style checkpoint::
 
     {'meta': {'gate_cfg': dict(type='ExitGate', exits=..., in_channels=...,
-                               hidden_channels=...),
+                               hidden_channels=..., input_levels=...),
               'beta': ..., 'loss': ..., ...},
      'state_dict': <ExitGate.state_dict()>}
 
@@ -100,8 +100,9 @@ def merge_gate(parent_path: str,
     if gate_cfg is not None:
         configured = MODELS.build(dict(gate_cfg))
         if (configured.exits, configured.in_channels,
-                configured.hidden_channels) != (gate.exits, gate.in_channels,
-                                                gate.hidden_channels):
+                configured.hidden_channels, configured.input_levels) != (
+                    gate.exits, gate.in_channels, gate.hidden_channels,
+                    gate.input_levels):
             raise ValueError(
                 f'model.gate {dict(gate_cfg)} does not match the trained '
                 f"gate in {gate_path} ({meta['gate_cfg']})")

@@ -269,25 +269,90 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
             if isinstance(m, MultiScaleDeformableAttention):
                 m.init_weights()
 
-    def gate_features(self, feats: List[Tensor]) -> Tensor:
-        """Pooled lowest-resolution tokens, the input of an exit gate.
+    def project_inputs(self, feats: List[Tensor]) -> List[Tensor]:
+        """Project the encoder scales (1x1 conv + norm), coarse to fine.
+
+        The encoder's input tokens before TRC, position and level
+        embeddings; :meth:`forward_exits` accepts them back so that a
+        caller that also needs them (the exit gate reads the 1/32 map)
+        does not compute them twice.
 
         Args:
             feats (list[Tensor]): Backbone features, each (B, C_i, H_i, W_i).
 
         Returns:
-            Tensor: Global average of the projected (1x1 conv + norm, no
-            position or level embedding) 1/32 features, shape
-            (B, feat_channels).
+            list[Tensor]: ``num_encoder_levels`` maps, each (B,
+            feat_channels, h, w), the 1/32 scale first.
         """
-        return self.input_convs[0](feats[self.num_input_levels -
-                                         1]).mean(dim=(2, 3))
+        return [
+            self.input_convs[i](feats[self.num_input_levels - i - 1])
+            for i in range(self.num_encoder_levels)
+        ]
 
-    def _encoder_inputs(self, feats: List[Tensor]) -> Dict[str, Tensor]:
+    def gate_features(self,
+                      feats: List[Tensor],
+                      valid_shapes: Optional[Tensor] = None,
+                      projected: Optional[List[Tensor]] = None,
+                      num_levels: int = 1) -> Tensor:
+        """Pooled projected tokens, the input of an exit gate.
+
+        Args:
+            feats (list[Tensor]): Backbone features, each (B, C_i, H_i, W_i).
+            valid_shapes (Tensor, optional): Each image's unpadded input
+                size ``(h, w)`` in pixels, shape (B, 2); the average then
+                runs over the cells of each map that overlap the image
+                (``ceil(h / s) x ceil(w / s)`` at stride ``s``), so it does
+                not depend on how far a batch pads the image. None averages
+                the whole maps.
+            projected (list[Tensor], optional): :meth:`project_inputs` of
+                ``feats``, reused instead of projecting again.
+            num_levels (int): How many encoder scales to pool, coarse to
+                fine: 1 is the 1/32 scale alone (the authors' gate input),
+                ``num_encoder_levels`` every scale. Defaults to 1.
+
+        Returns:
+            Tensor: The averages of the projected (1x1 conv + norm, no
+            position or level embedding) scales, concatenated coarse to
+            fine, shape (B, num_levels * feat_channels).
+        """
+        if not 1 <= num_levels <= self.num_encoder_levels:
+            raise ValueError(f'num_levels={num_levels!r}: expected 1 to '
+                             f'{self.num_encoder_levels}')
+        pooled = []
+        for i in range(num_levels):
+            level = self.num_input_levels - i - 1
+            tokens = projected[i] if projected is not None else \
+                self.input_convs[i](feats[level])
+            pooled.append(
+                self._pool_valid(tokens, valid_shapes, self.strides[level]))
+        return torch.cat(pooled, dim=1)
+
+    @staticmethod
+    def _pool_valid(tokens: Tensor, valid_shapes: Optional[Tensor],
+                    stride: int) -> Tensor:
+        """Average a (B, C, h, w) map over each image's valid cells."""
+        if valid_shapes is None:
+            return tokens.mean(dim=(2, 3))
+        height, width = tokens.shape[-2:]
+        cells = torch.ceil(
+            valid_shapes.to(tokens.device, torch.float64) / stride).long()
+        rows = torch.arange(height, device=tokens.device)
+        cols = torch.arange(width, device=tokens.device)
+        mask = (rows[None, :, None] < cells[:, 0, None, None]) & (
+            cols[None, None, :] < cells[:, 1, None, None])
+        mask = mask.unsqueeze(1).to(tokens.dtype)
+        return (tokens * mask).sum(dim=(2, 3)) / mask.sum(dim=(2, 3))
+
+    def _encoder_inputs(
+            self,
+            feats: List[Tensor],
+            projected: Optional[List[Tensor]] = None) -> Dict[str, Tensor]:
         """Project, recalibrate and flatten the encoder scales.
 
         Args:
             feats (list[Tensor]): Backbone features, each (B, C_i, H_i, W_i).
+            projected (list[Tensor], optional): :meth:`project_inputs` of
+                ``feats``; None projects them here.
 
         Returns:
             dict[str, Tensor]: Keyword arguments of the encoder: ``query``
@@ -298,6 +363,8 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
             number of tokens of the ``L`` scales, ordered coarse to fine.
         """
         batch_size = feats[0].shape[0]
+        if projected is None:
+            projected = self.project_inputs(feats)
         tokens, hws = [], []
         padding_masks, level_pos_embeds = [], []
         spatial_shapes, reference_points = [], []
@@ -315,8 +382,7 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
             feat_wh = feat_hw.unsqueeze(0).flip(dims=[0, 1])
             points = points / (feat_wh * self.strides[level_idx])
 
-            tokens.append(self.input_convs[i](feat).flatten(2).permute(
-                0, 2, 1))
+            tokens.append(projected[i].flatten(2).permute(0, 2, 1))
             hws.append(feat.shape[-2:])
             padding_masks.append(padding_mask.flatten(1))
             level_pos_embeds.append(
@@ -377,17 +443,21 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
         return self.mask_feature(outs[-1]), outs[:self.num_outs]
 
     def _forward_exits(
-            self, feats: List[Tensor], exits: Iterable[int]
+        self,
+        feats: List[Tensor],
+        exits: Iterable[int],
+        projected: Optional[List[Tensor]] = None
     ) -> Iterator[Tuple[int, Tensor, List[Tensor]]]:
         """:meth:`forward_exits` without the check against exit_layers."""
-        inputs = self._encoder_inputs(feats)
+        inputs = self._encoder_inputs(feats, projected)
         for k, memory in self.encoder.forward_exits(exits=exits, **inputs):
             yield (k, ) + self._decode(feats, memory, inputs['spatial_shapes'])
 
     def forward_exits(
         self,
         feats: List[Tensor],
-        exits: Optional[Iterable[int]] = None
+        exits: Optional[Iterable[int]] = None,
+        projected: Optional[List[Tensor]] = None
     ) -> Iterator[Tuple[int, Tensor, List[Tensor]]]:
         """Run the encoder once and decode at several exits.
 
@@ -395,6 +465,9 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
             feats (list[Tensor]): Backbone features, each (B, C_i, H_i, W_i).
             exits (Iterable[int], optional): Exits to decode, each one of
                 :attr:`exit_layers`. None decodes all of them.
+            projected (list[Tensor], optional): :meth:`project_inputs` of
+                ``feats`` when the caller already has them (e.g. from the
+                exit gate's input); None projects them here.
 
         Yields:
             tuple[int, Tensor, list[Tensor]]: ``(k, mask_feature,
@@ -406,7 +479,7 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
         if invalid:
             raise ValueError(f'Exit layer(s) {invalid} not among the valid '
                              f'exits {self._exit_layers}.')
-        return self._forward_exits(feats, exits)
+        return self._forward_exits(feats, exits, projected)
 
     def forward(self, feats: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         """Encode and decode, stopping after :attr:`exit_layer` layers.
