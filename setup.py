@@ -33,7 +33,8 @@ def get_extensions() -> list:
         CppExtension(
             name='proscale._ext',
             sources=sources,
-            extra_compile_args={'cxx': ['-O3', '-g0']})
+            extra_compile_args={'cxx': ['-O3', '-g0', '-fopenmp']},
+            extra_link_args=['-fopenmp'])
     ]
 
 
