@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Build the C++ ops of proscale (``proscale._ext``).
 
 Everything else about the package is declared in ``pyproject.toml``; this

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The repository's ``projects`` folder.
 
 ``projects/proscale`` is installed and imported as the top-level package

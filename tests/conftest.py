@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Fixtures shared by the whole test suite.
 
 - ``synthetic_data_root`` (session): a small synthetic panoptic dataset

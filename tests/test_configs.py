@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Every config under ``configs/`` loads and its model builds (no weights);
 the PRO-SCALE ones have the decoder their names promise."""
 import re

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """OpenMP waits passively in processes that import proscale before torch."""
 import ast
 import os

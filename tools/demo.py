@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """End-to-end demo: PRO-SCALE and ECO-M2F on the embedded synthetic dataset.
 
 Generates the data, trains the tiny Mask2Former baseline, PRO-SCALE and the

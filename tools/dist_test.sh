@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Copyright (c) The proscale Authors. All rights reserved.
 # Usage: bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [tools/test.py args...]
 CONFIG=$1
 CHECKPOINT=$2

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Copyright (c) The proscale Authors. All rights reserved.
 # Usage: bash tools/dist_train.sh CONFIG GPUS [tools/train.py args...]
 CONFIG=$1
 GPUS=$2

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Test (and evaluate) a model (mmdet 3.3's ``tools/test.py`` interface).
 
 Example:

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Train a model (mmdet 3.3's ``tools/train.py`` interface).
 
 Example:

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """proscale: efficient multi-scale encoders for Mask2Former-style models.
 
 Importing this package registers every module in mmdet's, mmseg's and

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """OpenMP's wait policy for CPU training and inference on shared machines.
 
 torch's CPU kernels run in OpenMP thread teams (GNU libgomp in the CPU

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Shared constants and hand counts of the analysis tests."""
 import importlib.util
 from pathlib import Path

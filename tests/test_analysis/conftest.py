@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 import pytest
 import torch
 from analysis_helpers import REPO_ROOT, SHAPE, TINY_BASELINE

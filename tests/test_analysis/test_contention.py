@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The contention benchmark's pieces (the timed runs themselves are for
 ``tools/analysis/benchmark_contention.py``, not for the test suite)."""
 from analysis_helpers import REPO_ROOT, TINY_PROSCALE

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """FLOP counting and benchmark workloads of DETR-family detectors."""
 from pathlib import Path
 

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 import pytest
 import torch
 import torch.nn as nn

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """detectron2's exact test-time input (``*_d2-test`` configs) against a
 reimplementation of detectron2's recipe, and against mmdet's default."""
 import numpy as np

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Fixtures of the converter tests."""
 from typing import Any, Dict
 

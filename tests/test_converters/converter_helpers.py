@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Helpers of the converter tests: the authors' reference checkpoints and
 the tiny models they hold.
 

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The released models' full key lists: recognition, conversion and strict
 loading into this project's full-size configs (random values of the listed
 shapes)."""

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Converted tiny reference models reproduce the authors' outputs.
 
 Every output the fixtures store is compared: backbone features, mask and

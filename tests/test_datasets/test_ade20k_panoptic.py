@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """ADE20K panoptic: conversion of the raw layout and loading with mmdet.
 
 The tests write a tiny ``ADEChallengeData2016`` (``images/``, semantic

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Cityscapes panoptic: conversion, loading, metrics and a short training.
 
 The tests write a tiny dataset in the original Cityscapes layout

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Semantic segmentation with mmseg's Mask2Former and the PRO-SCALE decoder.
 
 A tiny ADE20K-style dataset (``images/{training,validation}/*.jpg`` and

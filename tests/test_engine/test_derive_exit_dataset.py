@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """ECO-M2F step B end to end: tools/eco/derive_exit_dataset.py on the
 synthetic dataset, interrupted and resumed, and on two gloo processes."""
 import json

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 import torch
 from mmdet.structures import DetDataSample
 from mmengine.structures import PixelData

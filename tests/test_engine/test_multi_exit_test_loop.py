@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 import copy
 import os.path as osp
 

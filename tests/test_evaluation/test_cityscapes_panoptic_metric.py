@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """``CityscapesPanopticMetric`` reproduces cityscapesscripts' evaluation."""
 import json
 from pathlib import Path

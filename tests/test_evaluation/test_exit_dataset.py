@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The derived exit dataset file: round trip, merging and clear errors."""
 import json
 import os

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Per-image COCO box AP against pycocotools' COCOeval on that image."""
 import contextlib
 import io

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """SingleImagePanopticEvaluator scores mmdet predictions image by image
 exactly as mmdet's CocoPanopticMetric does."""
 import json

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The vectorised single-image PQ equals panopticapi's ``pq_compute``."""
 import json
 import math

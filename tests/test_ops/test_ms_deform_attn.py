@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The fused deformable attention kernel equals mmcv's PyTorch path."""
 import pytest
 import torch

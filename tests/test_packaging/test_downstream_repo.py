@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """proscale installed as a wheel and used from another OpenMMLab repository.
 
 A downstream repository has its own ``projects/`` package. The wheel built

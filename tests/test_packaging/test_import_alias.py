@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The repository's old import name is one module identity with
 ``proscale``: nothing is executed or registered twice."""
 import subprocess

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The end-to-end demo (tools/demo.py) at its small size.
 
 The demo runs in this process (its stages call the tools' ``main``, as the

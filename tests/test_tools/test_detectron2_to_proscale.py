@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """tools/model_converters/detectron2_to_proscale.py on the tiny reference
 checkpoints: .pth and .pkl in, a checked mmengine checkpoint out; bad input
 gives one clear line and writes nothing."""

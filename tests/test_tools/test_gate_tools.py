@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """ECO-M2F step C tools: train_gate.py, merge_gate.py, sweep_beta.py and a
 merged gated checkpoint in tools/test.py.
 

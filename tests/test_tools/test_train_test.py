@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """End-to-end ``tools/train.py`` and ``tools/test.py`` runs.
 
 Training and testing run as real subprocesses, the way a user runs them;

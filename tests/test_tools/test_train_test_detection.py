@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """End-to-end ``tools/train.py`` and ``tools/test.py`` runs of the tiny
 PRO-SCALE DINO on the synthetic dataset's things (box detection)."""
 import json

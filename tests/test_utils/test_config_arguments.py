@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 from mmdet.datasets import CocoPanopticDataset
 from mmengine.dataset import DefaultSampler
 

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """``scale_schedule`` (``tools/train.py --max-iters``): a shortened run goes
 through the whole schedule."""
 from pathlib import Path

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Benchmark the latency and peak memory of models side by side.
 
 The configs are built with random weights (latency does not depend on them)

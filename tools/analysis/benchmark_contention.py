@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Tiny-training speed alone, beside a CPU-bound process and as one of two
 jobs, under the old and the new CPU thread defaults, in one run.
 

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Benchmark ECO-M2F step B: one-pass derivation vs one model run per exit.
 
 On the same images (preloaded, so data loading is not timed) it times

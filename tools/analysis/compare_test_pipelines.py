@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Compare the network inputs of two configs' test pipelines on images.
 
 Example (mmdet's default test resize vs detectron2's exact one):

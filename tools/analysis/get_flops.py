@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Count the GFLOPs of a Mask2Former-style or DETR-family model by part.
 
 Counts follow the papers (detectron2/fvcore convention, one multiply-add =

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Convert ADE20K (ADEChallengeData2016) to COCO-panoptic files for mmdet.
 
 Runs mmdet's ``ade20k2coco.py`` (shipped with mmdet) and corrects the

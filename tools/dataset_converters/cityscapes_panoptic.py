@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Convert Cityscapes fine annotations to COCO-panoptic files for mmdet.
 
 Runs cityscapesscripts' ``createPanopticImgs`` (the official panoptic ground

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Generate the embedded synthetic panoptic dataset (COCO panoptic format).
 
 Example:

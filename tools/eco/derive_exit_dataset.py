@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """ECO-M2F step B: derive the per-image, per-exit quality dataset of a split.
 
 Runs ``DeriveExitDatasetLoop`` (projects/proscale/engine/loops/

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Evaluate every encoder exit of an ECO-M2F parent in one pass.
 
 Each test image goes through the backbone and the encoder once and is decoded

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Merge a trained exit gate into its parent's checkpoint.
 
 The merged checkpoint runs gated inference (each image at the exit its gate

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Sweep the ECO-M2F trade-off beta: PQ vs. expected GFLOPs on the test set.
 
 For every beta a gate is trained on the derived exit dataset of the training

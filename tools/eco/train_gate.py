@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """ECO-M2F step C: train the exit gate on a derived exit dataset.
 
 Trains on the cached gate inputs of ``tools/eco/derive_exit_dataset.py`` (no

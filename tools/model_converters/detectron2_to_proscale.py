@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Convert a detectron2 Mask2Former / PRO-SCALE / ECO-M2F checkpoint.
 
 The model is recognised from the checkpoint's keys and shapes (backbone and

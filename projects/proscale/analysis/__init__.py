@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Complexity analysis: FLOPs in the papers' convention and latency."""
 from .flop_count import (MaskFormerFlopAnalyzer, average_flops, count_flops,
                          format_flops)

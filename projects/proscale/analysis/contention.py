@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Training speed on a busy CPU machine: one job alone, beside a CPU-bound
 process, and two jobs at once, under several thread policies.
 

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """GFLOPs of an early-exit model at every exit and of its exit gate.
 
 The cost of a gated model is averaged per image, each image counted at its

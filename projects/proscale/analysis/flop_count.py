@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """FLOP counting for Mask2Former-style models in the papers' convention.
 
 The counts follow detectron2/fvcore (ported as ``mmengine.analysis``): one

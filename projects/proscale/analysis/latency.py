@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Side-by-side latency and peak-memory benchmark.
 
 Several models (or model parts) are timed in one process, interleaved run by

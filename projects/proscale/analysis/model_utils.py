@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Build Mask2Former-style and DETR-family models and inputs for complexity
 analysis.
 

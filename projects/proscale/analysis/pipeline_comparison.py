@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Compare the network inputs two test pipelines give for the same images.
 
 Used to check how far mmdet's default test-time resize (cv2 decode and

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Converters of other code bases' checkpoints to this project's models."""
 from .checkpoint import (CONVERTER_VERSION, check_strict, convert_checkpoint,
                          default_config, load_detectron2_state_dict)

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Read a detectron2 checkpoint, convert it, check it against a config and
 write it as an mmengine checkpoint.
 

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Recognise a detectron2 Mask2Former-family checkpoint from its keys.
 
 The released checkpoints of Mask2Former, PRO-SCALE and ECO-M2F hold no

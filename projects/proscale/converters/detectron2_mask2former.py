@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Map detectron2 Mask2Former / PRO-SCALE / ECO-M2F weights onto mmdet.
 
 The authors' models (detectron2 + Mask2Former code) and this project's

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 from .cityscapes_panoptic import CityscapesPanopticDataset, cityscapes_city
 from .converters import convert_cityscapes_panoptic
 from .synthetic_panoptic import (SYNTHETIC_PANOPTIC_METAINFO,

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Cityscapes panoptic segmentation in mmdet's COCO-panoptic format."""
 import os.path as osp
 import re

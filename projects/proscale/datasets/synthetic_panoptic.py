@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """An embedded synthetic panoptic dataset in exact COCO panoptic format.
 
 Every image is a scene of muted, textured "stuff" regions (a warped Voronoi

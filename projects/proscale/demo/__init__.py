@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The end-to-end demo of both methods on the synthetic dataset
 (``tools/demo.py``, ``make demo``). Not imported by ``proscale``:
 it registers nothing."""

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The end-to-end demo: both methods on the embedded synthetic dataset.
 
 Stages, each run through the project's user-facing tool (see

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The demo's report: comparison table, summary.json, plot, visualisations.
 
 ``summary.json`` holds, for ``baseline``, ``proscale``, ``eco_parent`` (the

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Settings of the end-to-end demo: dataset size, training recipe, budgets.
 
 :data:`PRESETS` holds the two sizes the demo runs at: ``'full'`` (``make

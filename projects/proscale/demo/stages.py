@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Stage bookkeeping of the demo: cached stages that run the project's tools.
 
 A stage is one step of the demo (generate the data, train a model, evaluate

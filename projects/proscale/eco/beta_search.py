@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Automatic choice of the ECO-M2F trade-off ``beta`` for a compute budget.
 
 Beyond the paper: given a budget in mean encoder layers or mean GFLOPs,

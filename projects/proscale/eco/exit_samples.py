@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The gate's training data: cached gate inputs and per-exit quality.
 
 The derived dataset (ECO-M2F step B, ``tools/eco/derive_exit_dataset.py``)

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Tables and plots of a beta sweep: quality vs. compute of exit policies.
 
 ``tools/eco/sweep_beta.py`` trains one gate per beta, evaluates every gate,

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Training the ECO-M2F exit gate on cached gate inputs (step C).
 
 The gate trains on :class:`~.exit_samples.ExitSamples` (read from a derived

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Checks that a gate (or its training data) belongs to a parent checkpoint.
 
 The derived exit dataset records the parent checkpoint it was computed from

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The early-exit model of a runner, for the ECO-M2F hooks and loops."""
 from functools import reduce
 from typing import Sequence

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 from . import metrics  # noqa: F401
 from .exit_dataset import ExitDataset, load_exit_dataset  # noqa: F401
 from .single_image_box_ap import single_image_box_ap  # noqa: F401

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The ECO-M2F derived dataset: per-image quality at every encoder exit.
 
 Step B of ECO-M2F runs the trained parent on every image at every exit and

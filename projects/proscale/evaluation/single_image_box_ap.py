@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """COCO box AP of a single image, as pycocotools computes it.
 
 :func:`single_image_box_ap` returns what ``COCOeval(gt, dt, 'bbox')`` with

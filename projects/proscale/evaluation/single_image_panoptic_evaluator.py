@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Per-image panoptic quality of mmdet predictions, as
 ``CocoPanopticMetric`` evaluates them.
 

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Vectorised panoptic quality (PQ, SQ, RQ) of a single image.
 
 :func:`single_image_pq_stats` reproduces panopticapi's

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Multi-scale deformable attention with a fused CPU kernel.
 
 :func:`multi_scale_deformable_attn` computes what mmcv's

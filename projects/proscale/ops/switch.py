@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """One switch for this project's fast CPU inference paths.
 
 When enabled (the default), inference on the CPU uses the fused

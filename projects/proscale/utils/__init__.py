@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 from .atomic_file import atomic_open
 from .compat import (allow_mmengine_checkpoint_globals,
                      check_package_config_support, mmengine_checkpoint_globals,

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Atomic file writes: readers never see a partially written file."""
 import os
 import os.path as osp

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Checks of a checkpoint given on the command line: it can be read, and it
 fits the model it is loaded into.
 

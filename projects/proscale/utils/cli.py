@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Helpers shared by the command-line tools: common options, config loading,
 runner building and clear errors.
 

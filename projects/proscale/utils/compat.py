@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Compatibility shims for the pinned stack (torch 2.13, mmengine 0.10.7).
 
 Two things break out of the box on this stack:

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The arguments a config dict's ``type`` accepts, through the registries.
 
 ``--cfg-options`` may add a key that the config does not set yet when the

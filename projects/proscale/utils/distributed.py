@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Distributed runs: ``--launcher pytorch`` without CUDA, model wrappers."""
 import datetime
 from typing import Any, Dict

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Where the configs and tools that ship with the package live.
 
 In a wheel they are installed as ``proscale/.mim/{configs,tools}`` (the

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Stretch or shrink a config's iteration-based schedule to another length.
 
 A config's schedule is written for its ``train_cfg.max_iters``: the warm-up

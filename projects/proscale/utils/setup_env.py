@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Environment set-up applied once when ``proscale`` is imported."""
 from .compat import (allow_mmengine_checkpoint_globals,
                      silence_pkg_resources_deprecation)

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Temporarily run torch on a given number of CPU threads."""
 from contextlib import contextmanager
 from typing import Iterator

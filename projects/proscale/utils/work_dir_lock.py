@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """A lock file that keeps a second training out of a busy work dir.
 
 Two trainings on the same ``--work-dir`` would write into one log folder and

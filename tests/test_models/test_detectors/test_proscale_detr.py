@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """DINO and Deformable DETR with the PRO-SCALE encoder."""
 from pathlib import Path
 

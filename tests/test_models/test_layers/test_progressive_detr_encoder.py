@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The PRO-SCALE encoder of DINO / Deformable DETR against mmdet's."""
 import pytest
 import torch

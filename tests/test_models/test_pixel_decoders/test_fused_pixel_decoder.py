@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) The proscale Authors. All rights reserved.
 """Every encoder of the project runs the fused kernel and equals its
 PyTorch path (and mmdet's baseline)."""
 import pytest

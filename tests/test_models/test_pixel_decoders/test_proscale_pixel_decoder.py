@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) The proscale Authors. All rights reserved.
 import copy
 import os.path as osp
 

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 from .ade20k_panoptic import (convert_ade20k_panoptic, load_mmdet_ade20k2coco,
                               recompute_segment_bboxes, segment_bbox)
 from .cityscapes_panoptic import (convert_cityscapes_panoptic,

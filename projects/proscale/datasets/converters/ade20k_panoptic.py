@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Convert ADE20K (SceneParsing) annotations to COCO-panoptic files.
 
 Runs mmdet's own converter (``tools/dataset_converters/ade20k2coco.py``,

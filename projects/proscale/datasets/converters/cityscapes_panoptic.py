@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Convert Cityscapes ``gtFine`` annotations to COCO-panoptic files.
 
 Two steps per split:

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 from .exit_sampling_hook import (ExitSamplingHook, exit_weights, sample_exits)
 from .random_state_hook import (RandomStateHook, add_random_state_hook,
                                 capture_random_states, restore_random_states)

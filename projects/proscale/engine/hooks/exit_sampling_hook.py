@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Weighted stochastic-depth training of an early-exit parent (ECO-M2F step
 A)."""
 import logging

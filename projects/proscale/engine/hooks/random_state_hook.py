@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Exact resume: random states and data position in the checkpoints.
 
 mmengine's runner seeds every process once, at the start of a run. A run

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 from .derive_exit_dataset_loop import (DeriveExitDatasetLoop,
                                        derive_dataloader_cfg)
 from .exit_policy_test_loop import (ORACLE, ExitPolicyTestLoop,

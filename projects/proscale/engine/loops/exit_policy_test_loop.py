@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Evaluate fixed exits and exit gates of an early-exit model in one pass."""
 import copy
 from collections import Counter

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Base of the test loops that evaluate several exits or exit policies of an
 early-exit model in one pass over the test set."""
 import copy

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Evaluate every encoder exit of an early-exit model in one pass."""
 import re
 from typing import Dict, List, Optional, Sequence, Union

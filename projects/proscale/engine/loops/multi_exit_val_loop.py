@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Validate every encoder exit of an early-exit model in one pass."""
 from typing import Dict, Optional, Sequence, Union
 

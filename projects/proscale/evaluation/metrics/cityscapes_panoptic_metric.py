@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Official Cityscapes panoptic quality (cityscapesscripts' evaluation)."""
 import contextlib
 import copy

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Mask2Former head whose transformer decoder can run on given encoder
 outputs, so that several encoder exits share one backbone pass."""
 from typing import List, NamedTuple, Sequence, Tuple, Union
@@ -64,7 +65,8 @@ class EcoMask2FormerHead(Mask2FormerHead):
             multi_scale_memorys: List[Tensor]) -> Tuple[List[Tensor]]:
         """Run the masked-attention transformer decoder.
 
-        This is the part of mmdet 3.3's ``Mask2FormerHead.forward`` after the
+        Modified from mmdet 3.3's ``Mask2FormerHead.forward``
+        (mmdet/models/dense_heads/mask2former_head.py): its part after the
         pixel decoder, unchanged.
 
         Args:

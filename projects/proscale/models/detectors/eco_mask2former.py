@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """ECO-M2F: Mask2Former with an early-exit encoder."""
 from typing import (Any, Callable, Dict, Iterable, List, Optional, Tuple,
                     TypeVar, Union)

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Gated inference of ECO-M2F (step C): a gate picks each image's exit.
 
 :class:`GatedInferenceMixin` gives ``EcoMask2Former`` its gated path, used

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """DINO and Deformable DETR with the PRO-SCALE encoder."""
 from mmdet.models.detectors import DINO, DeformableDETR
 from mmdet.registry import MODELS

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 from .exit_gate import ExitGate
 from .exit_targets import exit_utility, hard_exit_targets, soft_exit_targets
 from .gate_checkpoint import load_gate, merge_gate, save_gate

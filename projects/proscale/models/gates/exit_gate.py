@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """The ECO-M2F exit gate: picks each image's encoder depth."""
 from typing import Optional, Sequence, Tuple
 

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """ECO-M2F gate targets: the per-image utility of every exit.
 
 For image ``i`` and exit ``k`` (the number of encoder layers run) the

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Saving and loading a trained exit gate on its own (``GATE.pth``).
 
 A gate file is an mmengine-style checkpoint::

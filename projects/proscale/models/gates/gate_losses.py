@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """Losses of the ECO-M2F exit gate.
 
 Every loss takes the gate's logits and the per-image exit utilities

@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 from .fused_ms_deform_attn import FusedMultiScaleDeformableAttention
 from .light_pixel_embedding import LightPixelEmbedding
 from .progressive_detr_encoder import (ProScaleDetrTransformerEncoder,

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) The proscale Authors. All rights reserved.
 import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer, build_norm_layer

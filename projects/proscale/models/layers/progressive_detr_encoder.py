@@ -1,3 +1,4 @@
+# Copyright (c) The proscale Authors. All rights reserved.
 """PRO-SCALE encoder for the DETR family (DINO, Deformable DETR)."""
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 

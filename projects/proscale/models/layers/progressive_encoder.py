@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) The proscale Authors. All rights reserved.
 import copy
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 

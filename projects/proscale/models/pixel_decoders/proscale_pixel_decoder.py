@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) The proscale Authors. All rights reserved.
 import copy
 from typing import (Dict, Iterable, Iterator, List, Optional, Sequence, Tuple,
                     Union)
@@ -361,6 +361,11 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
             (L, 2), ``level_start_index`` (L, ), ``valid_ratios``
             (B, L, 2) and ``reference_points`` (B, N, L, 2), with ``N`` the
             number of tokens of the ``L`` scales, ordered coarse to fine.
+
+        Modified from the first half of mmdet 3.3's
+        ``MSDeformAttnPixelDecoder.forward``
+        (mmdet/models/layers/msdeformattn_pixel_decoder.py): the projection
+        is shared with the gate, and TRC gates the coarse scales.
         """
         batch_size = feats[0].shape[0]
         if projected is None:
@@ -422,6 +427,9 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
             tuple[Tensor, list[Tensor]]: ``mask_feature`` (B, C_out, H/4,
             W/4) and ``num_outs`` multi-scale features (B, C, h_i, w_i),
             coarse to fine.
+
+        Modified from the second half of mmdet 3.3's
+        ``MSDeformAttnPixelDecoder.forward``.
         """
         batch_size = memory.shape[0]
         num_queries_per_level = [e[0] * e[1] for e in spatial_shapes]

@@ -1,4 +1,4 @@
-// Copyright (c) OpenMMLab. All rights reserved.
+// Copyright (c) The proscale Authors. All rights reserved.
 // Registers the ops of proscale._ext with the PyTorch dispatcher, so they
 // are called as torch.ops.proscale.<name> and show up in torch.jit traces.
 #include <ATen/ATen.h>

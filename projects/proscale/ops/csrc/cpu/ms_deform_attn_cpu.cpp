@@ -1,4 +1,4 @@
-// Copyright (c) OpenMMLab. All rights reserved.
+// Copyright (c) The proscale Authors. All rights reserved.
 // Fused multi-scale deformable attention on the CPU (forward).
 //
 // One pass over the queries: each (batch, query) samples every head, level
