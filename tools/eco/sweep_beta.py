@@ -109,11 +109,12 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
             levels: load_exit_samples(args.derived, input_levels=levels)
             for levels in args.gate_input_levels
         }
+        derived_meta = next(iter(samples.values())).meta
         try:
-            check_parent_checkpoint(
-                next(iter(samples.values())).meta.get('checkpoint'),
-                args.checkpoint, f'derived dataset {args.derived}',
-                args.force)
+            check_parent_checkpoint(derived_meta.get('checkpoint'),
+                                    args.checkpoint,
+                                    f'derived dataset {args.derived}',
+                                    args.force)
         except ParentMismatchError as error:
             raise UserInputError(str(error)) from error
         evaluator = _panoptic_evaluator(cfg)
@@ -144,8 +145,8 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
                 temperature=args.temperature,
                 derived=dict(
                     path=osp.abspath(args.derived),
-                    checkpoint=samples.meta.get('checkpoint'),
-                    dataset=samples.meta.get('dataset'))), gate_files[name])
+                    checkpoint=derived_meta.get('checkpoint'),
+                    dataset=derived_meta.get('dataset'))), gate_files[name])
 
     # the parent runs without its gate; every policy is evaluated in the loop
     cfg.model.pop('gate', None)
