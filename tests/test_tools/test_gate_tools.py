@@ -128,6 +128,30 @@ def test_train_gate_for_a_depth_budget(derived, tmp_path, capsys):
     assert load_gate(str(tmp_path / 'gate.pth'))[0].hidden_channels == 8
 
 
+def test_train_gate_chooses_beta_and_iterations(derived, tmp_path, capsys):
+    figures = _tool('train_gate').main([
+        derived, '--target-depth', '4', '--out',
+        str(tmp_path / 'gate.pth'), '--iters', '150', '2', '--search-steps',
+        '2'
+    ])
+    assert 'iters 2      cost' in capsys.readouterr().out
+    assert sorted({t['iters'] for t in figures['trials']}) == [2, 150]
+    chosen = [
+        t for t in figures['trials']
+        if (t['beta'], t['iters']) == (figures['beta'], figures['iters'])
+    ]
+    assert len(chosen) == 1 and chosen[0]['cost'] <= 4
+    assert chosen[0]['quality'] == max(t['quality']
+                                       for t in figures['trials']
+                                       if t['cost'] <= 4)
+    # the saved gate is refit on all images with the chosen beta and iters
+    gate, meta = load_gate(str(tmp_path / 'gate.pth'))
+    refit = train_gate(
+        load_exit_samples(derived), figures['beta'], iters=figures['iters'])
+    torch.testing.assert_close(gate.head.weight, refit.head.weight)
+    assert meta['figures']['iters'] == figures['iters']
+
+
 def test_train_gate_input_errors(derived, tmp_path, capsys):
     train_gate = _tool('train_gate')
     with pytest.raises(SystemExit) as error:

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..models.gates import ExitGate, exit_utility, hard_exit_targets
 from ..utils import torch_threads
+from ..utils.cli import positive_int
 from .exit_samples import ExitSamples
 
 # Names of the gate losses on the command line.
@@ -118,7 +119,8 @@ def train_gate(samples: ExitSamples,
     return gate
 
 
-def add_gate_training_arguments(parser: argparse.ArgumentParser) -> None:
+def add_gate_training_arguments(parser: argparse.ArgumentParser,
+                                iters_choices: bool = False) -> None:
     """Add the options of :func:`train_gate` to a gate tool.
 
     ``--loss``, ``--temperature``, ``--hidden-channels``, ``--iters``,
@@ -127,6 +129,8 @@ def add_gate_training_arguments(parser: argparse.ArgumentParser) -> None:
 
     Args:
         parser (argparse.ArgumentParser): The tool's parser.
+        iters_choices (bool): ``--iters`` takes one or more training lengths
+            (a list) to choose from on held-out images. Defaults to False.
     """
     parser.add_argument(
         '--loss', choices=sorted(GATE_LOSSES), default='hard_ce')
@@ -139,7 +143,16 @@ def add_gate_training_arguments(parser: argparse.ArgumentParser) -> None:
         '--hidden-channels',
         type=int,
         help='hidden width of an MLP gate (default: the linear gate)')
-    parser.add_argument('--iters', type=int, default=500)
+    if iters_choices:
+        parser.add_argument(
+            '--iters',
+            type=positive_int,
+            nargs='+',
+            default=[500],
+            help='optimiser steps of the gate; several: chosen on the '
+            'held-out share together with beta')
+    else:
+        parser.add_argument('--iters', type=positive_int, default=500)
     parser.add_argument('--batch-size', type=int, default=256)
     parser.add_argument('--lr', type=float, default=5e-2)
     parser.add_argument('--weight-decay', type=float, default=1e-4)
