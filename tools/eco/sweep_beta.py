@@ -144,8 +144,9 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
                 temperature=args.temperature,
                 derived=dict(
                     path=osp.abspath(args.derived),
-                    checkpoint=samples.meta.get('checkpoint'),
-                    dataset=samples.meta.get('dataset'))), gate_files[name])
+                    checkpoint=level_samples.meta.get('checkpoint'),
+                    dataset=level_samples.meta.get('dataset'))),
+            gate_files[name])
 
     # the parent runs without its gate; every policy is evaluated in the loop
     cfg.model.pop('gate', None)
