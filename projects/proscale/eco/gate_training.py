@@ -51,6 +51,7 @@ def train_gate(samples: ExitSamples,
                temperature: float = 0.05,
                hidden_channels: Optional[int] = None,
                input_levels: int = 1,
+               input_depth: int = 0,
                iters: int = 500,
                batch_size: int = 256,
                lr: float = 5e-2,
@@ -74,6 +75,8 @@ def train_gate(samples: ExitSamples,
             for the authors' linear gate.
         input_levels (int): Encoder scales in the samples' gate inputs
             (recorded in the gate). Defaults to 1.
+        input_depth (int): Encoder layers run before the samples' gate
+            inputs were pooled (recorded in the gate). Defaults to 0.
         iters (int): Optimiser steps.
         batch_size (int): Images per optimiser step.
         lr (float): AdamW learning rate.
@@ -95,7 +98,8 @@ def train_gate(samples: ExitSamples,
             exits=samples.exits,
             in_channels=inputs.shape[1],
             hidden_channels=hidden_channels,
-            input_levels=input_levels)
+            input_levels=input_levels,
+            input_depth=input_depth)
     criterion = build_gate_loss(loss, temperature)
     optimizer = torch.optim.AdamW(
         gate.parameters(), lr=lr, weight_decay=weight_decay)
@@ -282,7 +286,8 @@ def gate_meta(gate: ExitGate, beta: float, loss: str,
             exits=list(gate.exits),
             in_channels=gate.in_channels,
             hidden_channels=gate.hidden_channels,
-            input_levels=gate.input_levels),
+            input_levels=gate.input_levels,
+            input_depth=gate.input_depth),
         beta=beta,
         loss=loss,
         **extra)
