@@ -228,6 +228,11 @@ def test_load_exit_samples(tmp_path):
     # a file without gate_input_levels holds the 1/32 input only
     with pytest.raises(ValueError, match='gate_input_levels'):
         load_exit_samples(path, input_levels=2)
+    # nor the gate input after the first encoder layer
+    with pytest.raises(ValueError, match='no layer1_gate_inputs'):
+        load_exit_samples(path, input_depth=1)
+    with pytest.raises(ValueError, match='input_depth must be 0 or 1'):
+        load_exit_samples(path, input_depth=2)
 
 
 def test_load_multi_scale_gate_inputs(tmp_path):

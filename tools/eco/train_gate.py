@@ -92,6 +92,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "(1: the 1/32 scale, the authors' gate; up to the derived file's "
         'gate_input_levels)')
     parser.add_argument(
+        '--gate-input-depth',
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="encoder layers run before the gate's input is pooled (0: the "
+        "projected tokens, the authors' gate; 1: the tokens after the first "
+        'encoder layer, which the chosen exit then reuses)')
+    parser.add_argument(
         '--no-refit',
         action='store_true',
         help='save the gate trained on the training share instead of one '
@@ -115,7 +123,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 args.derived,
                 args.metric,
                 args.group,
-                input_levels=args.gate_input_levels)
+                input_levels=args.gate_input_levels,
+                input_depth=args.gate_input_depth)
         except ValueError as error:
             raise UserInputError(str(error)) from error
         exit_gflops = args.exit_gflops
@@ -130,7 +139,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 exits=samples.exits,
                 in_channels=samples.gate_inputs.shape[1],
                 hidden_channels=args.hidden_channels,
-                input_levels=args.gate_input_levels))
+                input_levels=args.gate_input_levels,
+                input_depth=args.gate_input_depth))
         budget = (
             args.target_depth
             if args.target_depth is not None else args.target_gflops)
@@ -146,6 +156,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             search_steps=args.search_steps,
             refit=not args.no_refit,
             input_levels=args.gate_input_levels,
+            input_depth=args.gate_input_depth,
             **gate_training_kwargs(args))
 
     lines = [
