@@ -14,6 +14,9 @@ from pycocotools.coco import COCO
 
 from proscale.datasets import (SYNTHETIC_PANOPTIC_METAINFO,
                                generate_synthetic_panoptic)
+from proscale.datasets.synthetic_panoptic import (STUFF_CLASSES,
+                                                  THING_CLASSES,
+                                                  _SceneSampler)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE_CONFIG = REPO_ROOT / 'configs/_base_/datasets/synthetic_panoptic.py'
@@ -65,6 +68,71 @@ def test_deterministic_per_seed(tmp_path):
                  'annotations/panoptic_train/000000000002.png'):
         assert fewer[name] == same[name]
     assert sorted(os.listdir(tmp_path)) == ['a', 'b', 'c', 'd']
+
+
+def test_context_mode_is_deterministic(tmp_path):
+    kwargs = dict(num_train=4, num_val=2, image_size=48, seed=3)
+    manifest = generate_synthetic_panoptic(
+        str(tmp_path / 'a'), context_fraction=0.5, **kwargs)
+    generate_synthetic_panoptic(
+        str(tmp_path / 'b'), context_fraction=0.5, **kwargs)
+    generate_synthetic_panoptic(str(tmp_path / 'plain'), **kwargs)
+    context = _tree(tmp_path / 'a')
+    assert context == _tree(tmp_path / 'b')
+    assert manifest['context_fraction'] == 0.5
+    # the context choice has its own stream: the other images are those of
+    # the plain generator
+    plain = _tree(tmp_path / 'plain')
+    images = [name for name in plain if name.endswith('.jpg')]
+    same = [name for name in images if plain[name] == context[name]]
+    assert 0 < len(same) < len(images)
+    with pytest.raises(ValueError, match='context_fraction'):
+        generate_synthetic_panoptic(
+            str(tmp_path / 'x'), context_fraction=1.5, **kwargs)
+
+
+def test_context_images_need_the_distant_cue():
+    size = 96
+    sampler = _SceneSampler(size, context_fraction=1.0)
+    pictures = []
+    for stuff_idx in range(len(STUFF_CLASSES)):
+        image = np.zeros((size, size, 3))
+        seg = np.zeros((size, size), dtype=np.int64)
+        labels = {}
+        cue = sampler._paint_context_stuff(
+            np.random.default_rng(5), 0.5, stuff_idx, image, seg, 0, labels)
+        assert labels == {1: len(THING_CLASSES) + stuff_idx + 1}
+        assert (seg == 1).all()
+        pictures.append((image, cue))
+    # away from the cue the pixels are the same whatever the stuff class,
+    # and grey
+    image, cue = pictures[0]
+    for other, other_cue in pictures[1:]:
+        assert np.array_equal(other_cue, cue)
+        assert np.array_equal(other[~cue], image[~cue])
+        assert not np.array_equal(other[cue], image[cue])
+    assert np.ptp(image[~cue], axis=1).max() == 0
+    # the cue is a corner patch: most of the segment lies over half the
+    # image side away from it
+    ys, xs = np.nonzero(cue)
+    assert cue.sum() == (size // 6)**2
+    assert {ys.min(), ys.max() + 1} & {0, size}
+    assert {xs.min(), xs.max() + 1} & {0, size}
+    yy, xx = np.mgrid[0:size, 0:size]
+    distance = np.hypot(yy - ys.mean(), xx - xs.mean())
+    assert (distance > size / 2).mean() > 0.5
+
+    # in whole scenes the things leave the cue visible
+    for index in range(4):
+        image, seg, segments = sampler(
+            np.random.default_rng(index), 1, np.random.default_rng(100))
+        stuff = [s for s in segments if s['category_id'] > len(THING_CLASSES)]
+        assert len(stuff) == 1
+        corners = [
+            seg[:size // 6, :size // 6], seg[:size // 6, -(size // 6):],
+            seg[-(size // 6):, :size // 6], seg[-(size // 6):, -(size // 6):]
+        ]
+        assert any((corner == stuff[0]['id']).all() for corner in corners)
 
 
 @pytest.mark.parametrize('split', ['train', 'val'])
@@ -216,3 +284,17 @@ def test_cli_refuses_to_clobber(tmp_path, run_tool_in_process):
     assert sorted(os.listdir(out)) == [
         'annotations', 'synthetic_panoptic.json', 'train', 'val'
     ]
+
+
+def test_cli_context_fraction(tmp_path, run_tool_in_process):
+    out = tmp_path / 'context'
+    code, _ = run_tool_in_process(CLI, out, '--num-train', 1, '--num-val', 1,
+                                  '--image-size', 32, '--context-fraction',
+                                  0.5)
+    assert code == 0
+    assert _load(out / 'synthetic_panoptic.json')['context_fraction'] == 0.5
+    code, stderr = run_tool_in_process(CLI, tmp_path / 'bad', '--num-train',
+                                       1, '--num-val', 1,
+                                       '--context-fraction', 2)
+    assert code == 2 and 'context_fraction' in stderr
+    assert not (tmp_path / 'bad').exists()

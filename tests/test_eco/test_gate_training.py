@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from proscale.eco.beta_search import (fit_gate, search_beta, target_beta,
-                                      target_cost)
+from proscale.eco.beta_search import (fit_gate, search_beta, search_iters,
+                                      target_beta, target_cost)
 from proscale.eco.exit_samples import (ExitSamples, load_exit_samples,
                                        split_samples)
 from proscale.eco.gate_training import (evaluate_gate, exit_costs, train_gate)
@@ -100,6 +100,63 @@ def test_beta_search_meets_a_depth_budget(split):
     assert best.quality == max(t.quality for t in trials if t.cost <= 4.0)
 
 
+def test_beta_search_chooses_the_iterations_too(split):
+    kwargs = dict(TRAIN_KWARGS)
+    del kwargs['iters']
+    best, trials = search_beta(
+        *split, 4.0, exit_costs(EXITS), num_steps=3, iters=(200, 2), **kwargs)
+    # one bisection per training length, the shorter first
+    assert [t.iters for t in trials] == [2] * 4 + [200] * 4
+    feasible = [t for t in trials if t.cost <= 4.0]
+    assert best.quality == max(t.quality for t in feasible)
+    # two steps barely move the gate from its random start
+    assert best.iters == 200
+    # each length's bisection is the one it would run alone
+    alone, alone_trials = search_beta(
+        *split, 4.0, exit_costs(EXITS), num_steps=3, iters=200, **kwargs)
+    assert [(t.beta, t.cost) for t in alone_trials
+            ] == [(t.beta, t.cost) for t in trials if t.iters == 200]
+    assert (alone.beta, alone.iters) == (best.beta, best.iters)
+    with pytest.raises(ValueError, match='positive'):
+        search_beta(*split, 4.0, exit_costs(EXITS), iters=(0, 5), **kwargs)
+
+
+def test_search_iters_maximises_the_held_out_utility(split):
+    kwargs = dict(TRAIN_KWARGS)
+    del kwargs['iters']
+    best, trials = search_iters(
+        *split, 0.02, exit_costs(EXITS), iters=(1, 200), **kwargs)
+    assert [t.iters for t in trials] == [1, 200]
+    assert best.utility == max(t.utility for t in trials)
+    assert best.iters == 200
+    assert best.utility == pytest.approx(best.quality - 0.02 * best.cost)
+
+
+def test_fit_gate_refits_with_the_chosen_iterations():
+    kwargs = dict(TRAIN_KWARGS)
+    del kwargs['iters']
+    fit = fit_gate(
+        _samples(),
+        budget=4.0,
+        val_fraction=0.25,
+        search_steps=2,
+        iters=[3, 200],
+        **kwargs)
+    chosen = [
+        t for t in fit.trials if (t.beta, t.iters) == (fit.beta, fit.iters)
+    ]
+    assert len(chosen) == 1 and fit.iters == 200
+    assert fit.val_metrics['mean_depth'] == pytest.approx(chosen[0].cost)
+    refit = train_gate(_samples(), fit.beta, iters=fit.iters, **kwargs)
+    torch.testing.assert_close(fit.gate.head.weight, refit.head.weight)
+    given = fit_gate(
+        _samples(), beta=0.02, val_fraction=0.25, iters=[1, 200], **kwargs)
+    assert given.iters == 200 and len(given.trials) == 2
+    assert fit_gate(
+        _samples(), beta=0.02, val_fraction=0.25, iters=5,
+        **kwargs).trials == []
+
+
 def test_target_beta_is_the_smallest_beta_meeting_the_budget():
     samples, costs = _samples(), exit_costs(EXITS)
     beta = target_beta(samples, 4.0, costs)
@@ -171,6 +228,11 @@ def test_load_exit_samples(tmp_path):
     # a file without gate_input_levels holds the 1/32 input only
     with pytest.raises(ValueError, match='gate_input_levels'):
         load_exit_samples(path, input_levels=2)
+    # nor the gate input after the first encoder layer
+    with pytest.raises(ValueError, match='no layer1_gate_inputs'):
+        load_exit_samples(path, input_depth=1)
+    with pytest.raises(ValueError, match='input_depth must be 0 or 1'):
+        load_exit_samples(path, input_depth=2)
 
 
 def test_load_multi_scale_gate_inputs(tmp_path):

@@ -68,7 +68,8 @@ def reference(derive_args, run_tool, tmp_path_factory) -> Path:
 
 def _assert_same_content(path: Path, expected: Path) -> None:
     a, b = load_exit_dataset(str(path)), load_exit_dataset(str(expected))
-    for name in ('image_ids', 'exits', 'pq', 'sq', 'rq', 'gate_inputs'):
+    for name in ('image_ids', 'exits', 'pq', 'sq', 'rq', 'gate_inputs',
+                 'layer1_gate_inputs'):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     # The shared checkout may change between runs (git describe --dirty).
     for data in (a, b):
@@ -92,6 +93,10 @@ def test_reference_dataset(reference, synthetic_data_root,
     assert data.gate_inputs.shape == (len(image_ids), 3 * 64)
     assert data.meta['gate_input_levels'] == 3
     assert len(np.unique(data.gate_inputs, axis=0)) == len(image_ids)
+    # the same pooling of the tokens after encoder layer 1
+    assert data.layer1_gate_inputs.shape == data.gate_inputs.shape
+    assert not np.allclose(data.layer1_gate_inputs, data.gate_inputs)
+    assert 'layer1_gate_input' in data.meta
     assert np.isfinite(data.quality('pq', 'All')).all()
     assert ((data.pq >= 0) & (data.pq <= 1) | np.isnan(data.pq)).all()
     assert data.meta['checkpoint']['path'] == tiny_eco_parent_checkpoint[1]

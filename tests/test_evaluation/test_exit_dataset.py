@@ -82,6 +82,27 @@ def test_concatenate_sorts_and_rejects_duplicates():
         ExitDataset.concatenate([_dataset([1], exits=[2, 6])], parts[0].meta)
 
 
+def test_layer1_gate_inputs_are_optional(tmp_path):
+    old = _dataset([1, 2])
+    old.save(str(tmp_path / 'old.npz'))
+    assert load_exit_dataset(str(tmp_path / 'old.npz')).layer1_gate_inputs \
+        is None
+    new = _dataset([3, 4], seed=1)
+    new.layer1_gate_inputs = new.gate_inputs + 1
+    new.save(str(tmp_path / 'new.npz'))
+    loaded = load_exit_dataset(str(tmp_path / 'new.npz'))
+    np.testing.assert_array_equal(loaded.layer1_gate_inputs,
+                                  new.gate_inputs + 1)
+    merged = ExitDataset.concatenate([loaded, _dataset([], seed=2)],
+                                     new.meta)
+    np.testing.assert_array_equal(merged.layer1_gate_inputs,
+                                  loaded.layer1_gate_inputs)
+    with pytest.raises(ValueError, match='with and without'):
+        ExitDataset.concatenate([old, loaded], new.meta)
+    with pytest.raises(ValueError, match='layer1_gate_inputs has shape'):
+        ExitDataset(**dict(vars(old), layer1_gate_inputs=np.zeros((2, 3))))
+
+
 def test_mismatched_expectations_raise(tmp_path):
     path = str(tmp_path / 'derived.npz')
     _dataset([1, 2]).save(path)

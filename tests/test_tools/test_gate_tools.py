@@ -63,6 +63,7 @@ def derived(tmp_path_factory) -> str:
         sq=pq,
         rq=pq,
         gate_inputs=gate_inputs,
+        layer1_gate_inputs=rng.normal(size=(num, 3 * 64)),
         meta=dict(
             format=EXIT_DATASET_FORMAT,
             format_version=EXIT_DATASET_VERSION,
@@ -128,6 +129,54 @@ def test_train_gate_for_a_depth_budget(derived, tmp_path, capsys):
     assert load_gate(str(tmp_path / 'gate.pth'))[0].hidden_channels == 8
 
 
+def test_train_gate_after_the_first_encoder_layer(derived, tmp_path, capsys):
+    gate_file = str(tmp_path / 'gate.pth')
+    _tool('train_gate').main([
+        derived, '--beta', '0.02', '--out', gate_file, '--iters', '30',
+        '--gate-input-depth', '1'
+    ])
+    gate, meta = load_gate(gate_file)
+    assert gate.input_depth == 1 and meta['gate_cfg']['input_depth'] == 1
+    samples = load_exit_samples(derived, input_depth=1)
+    torch.testing.assert_close(
+        gate.head.weight,
+        train_gate(samples, 0.02, iters=30, input_depth=1).head.weight)
+    old = load_exit_dataset(derived)
+    old.layer1_gate_inputs = None
+    old_file = str(tmp_path / 'old.npz')
+    old.save(old_file)
+    code, err = _exit_code_and_error('train_gate', [
+        old_file, '--beta', '0.02', '--out', gate_file + '.x',
+        '--gate-input-depth', '1'
+    ], capsys)
+    assert code == 2 and 'no layer1_gate_inputs' in err
+    assert not Path(gate_file + '.x').exists()
+
+
+def test_train_gate_chooses_beta_and_iterations(derived, tmp_path, capsys):
+    figures = _tool('train_gate').main([
+        derived, '--target-depth', '4', '--out',
+        str(tmp_path / 'gate.pth'), '--iters', '150', '2', '--search-steps',
+        '2'
+    ])
+    assert 'iters 2      cost' in capsys.readouterr().out
+    assert sorted({t['iters'] for t in figures['trials']}) == [2, 150]
+    chosen = [
+        t for t in figures['trials']
+        if (t['beta'], t['iters']) == (figures['beta'], figures['iters'])
+    ]
+    assert len(chosen) == 1 and chosen[0]['cost'] <= 4
+    assert chosen[0]['quality'] == max(t['quality']
+                                       for t in figures['trials']
+                                       if t['cost'] <= 4)
+    # the saved gate is refit on all images with the chosen beta and iters
+    gate, meta = load_gate(str(tmp_path / 'gate.pth'))
+    refit = train_gate(
+        load_exit_samples(derived), figures['beta'], iters=figures['iters'])
+    torch.testing.assert_close(gate.head.weight, refit.head.weight)
+    assert meta['figures']['iters'] == figures['iters']
+
+
 def test_train_gate_input_errors(derived, tmp_path, capsys):
     train_gate = _tool('train_gate')
     with pytest.raises(SystemExit) as error:
@@ -191,14 +240,15 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options,
     rows = _tool('sweep_beta').main([
         config, parent, parent_derived, '--betas', '1', '0', '--out-dir',
         str(out_dir), '--iters', '100', '--flops-images', '1',
-        '--gate-input-levels', '1', '3', '--cfg-options',
-        *synthetic_cfg_options
+        '--gate-input-levels', '1', '3', '--gate-input-depths', '0', '1',
+        '--cfg-options', *synthetic_cfg_options
     ])
     assert 'exit6 (full)' in capsys.readouterr().out
     table = json.loads((out_dir / 'sweep.json').read_text())
     assert [row['policy'] for row in table['rows']] == [
         'exit2', 'exit3', 'exit4', 'exit5', 'exit6', 'beta0', 'beta1',
-        'in3-beta0', 'in3-beta1', 'oracle'
+        'l1-beta0', 'l1-beta1', 'in3-beta0', 'in3-beta1', 'in3-l1-beta0',
+        'in3-l1-beta1', 'oracle'
     ]
     by_policy = {row['policy']: row for row in rows}
     assert by_policy['exit6']['full_model']
@@ -230,6 +280,14 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options,
     assert by_policy['in3-beta1']['exit_shares'][2] == 1.0
     assert table['gate_gflops']['in3-beta1'] == pytest.approx(
         3 * table['gate_gflops']['beta1'])
+    # the gate after encoder layer 1: that layer is part of every exit, so
+    # it costs the gate's head alone, as the authors' gate
+    after_layer1 = load_gate(by_policy['l1-beta0']['gate_file'])[0]
+    assert (after_layer1.input_depth, after_layer1.input_levels) == (1, 1)
+    assert by_policy['l1-beta1']['input_depth'] == 1
+    assert by_policy['l1-beta1']['exit_shares'][2] == 1.0
+    assert by_policy['l1-beta1']['gflops'] == pytest.approx(
+        shallow['gflops'])
 
 
 def _exit_code_and_error(tool: str, argv: list, capsys) -> tuple:

@@ -4,6 +4,9 @@
 Example:
     python tools/dataset_converters/generate_synthetic_panoptic.py \
         data/synthetic --num-train 400 --num-val 100 --seed 0
+    # a third of the images need long-range context (a distant cue)
+    python tools/dataset_converters/generate_synthetic_panoptic.py \
+        data/synthetic_context --context-fraction 0.33
 """
 import argparse
 
@@ -24,6 +27,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--image-size', type=int, default=128, help='image side in pixels')
     parser.add_argument(
+        '--context-fraction',
+        type=float,
+        default=0.0,
+        help='share of images whose stuff class is given only by a cue '
+        'patch in one corner (needs long-range context)')
+    parser.add_argument(
         '--force',
         action='store_true',
         help='replace an existing, different dataset at OUT_DIR')
@@ -40,7 +49,8 @@ def main() -> None:
                 num_val=args.num_val,
                 seed=args.seed,
                 image_size=args.image_size,
-                force=args.force)
+                force=args.force,
+                context_fraction=args.context_fraction)
         except ValueError as error:
             raise UserInputError(str(error)) from None
 

@@ -15,7 +15,8 @@ curve interpolated at their GFLOPs (``vs fixed``; ``oracle_gain_captured``
 in the JSON: a gate's gain over the curve as a share of the oracle's).
 Writes ``sweep.json``, ``sweep.png``
 and the gates (``gates/beta<beta>.pth``, e.g. ``beta0.003.pth``, ready for
-``merge_gate.py``) to ``--out-dir``.
+``merge_gate.py``; ``in3-`` for a 3-scale input, ``l1-`` for the tokens
+after the first encoder layer) to ``--out-dir``.
 
 Example:
     python tools/eco/sweep_beta.py \
@@ -70,6 +71,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "(1: the 1/32 scale, the authors' gate; 3: every scale); one gate "
         'per value and beta')
     parser.add_argument(
+        '--gate-input-depths',
+        type=int,
+        nargs='+',
+        choices=(0, 1),
+        default=[0],
+        help='gate inputs to compare: encoder layers run before pooling '
+        "(0: the projected tokens, the authors' gate; 1: the tokens after "
+        'the first encoder layer); one gate per value, input scales and '
+        'beta')
+    parser.add_argument(
         '--no-oracle',
         action='store_true',
         help='skip the per-image oracle (it needs the ground-truth panoptic '
@@ -105,10 +116,13 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     with report_user_errors():
         cfg = load_config(args.config, args.cfg_options)
         check_checkpoint(args.checkpoint)
-        samples = {
-            levels: load_exit_samples(args.derived, input_levels=levels)
-            for levels in args.gate_input_levels
-        }
+        inputs = product(args.gate_input_levels, args.gate_input_depths)
+        try:
+            samples = {(levels, depth): load_exit_samples(
+                args.derived, input_levels=levels, input_depth=depth)
+                       for levels, depth in inputs}
+        except ValueError as error:
+            raise UserInputError(str(error)) from error
         derived_meta = next(iter(samples.values())).meta
         try:
             check_parent_checkpoint(derived_meta.get('checkpoint'),
@@ -121,21 +135,23 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
 
     gate_dir = osp.join(args.out_dir, 'gates')
     os.makedirs(gate_dir, exist_ok=True)
-    gate_files, betas, levels, train_accuracy = {}, {}, {}, {}
-    for (input_levels, level_samples), beta in product(
+    gate_files, betas, levels, depths, train_accuracy = {}, {}, {}, {}, {}
+    for ((input_levels, input_depth), level_samples), beta in product(
             samples.items(), args.betas):
-        name = f'beta{beta:g}' if input_levels == 1 else \
-            f'in{input_levels}-beta{beta:g}'
+        name = ('' if input_levels == 1 else f'in{input_levels}-') + (
+            f'l{input_depth}-' if input_depth else '') + f'beta{beta:g}'
         gate = train_gate(
             level_samples,
             beta,
             input_levels=input_levels,
+            input_depth=input_depth,
             **gate_training_kwargs(args))
         train_accuracy[name] = evaluate_gate(gate, level_samples,
                                              beta)['accuracy']
         gate_files[name] = osp.join(gate_dir, f'{name}.pth')
         betas[name] = beta
         levels[name] = input_levels
+        depths[name] = input_depth
         save_gate(
             gate,
             gate_meta(
@@ -145,8 +161,9 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
                 temperature=args.temperature,
                 derived=dict(
                     path=osp.abspath(args.derived),
-                    checkpoint=derived_meta.get('checkpoint'),
-                    dataset=derived_meta.get('dataset'))), gate_files[name])
+                    checkpoint=level_samples.meta.get('checkpoint'),
+                    dataset=level_samples.meta.get('dataset'))),
+            gate_files[name])
 
     # the parent runs without its gate; every policy is evaluated in the loop
     cfg.model.pop('gate', None)
@@ -179,7 +196,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
                  next(iter(loop.image_exits.values()))[:args.flops_images]]
         exit_gflops = image_gflops.per_exit(sizes, loop.exits)
     rows = sweep_rows(per_policy, loop.exit_counts, loop.exits, betas,
-                      gflops, levels)
+                      gflops, levels, depths)
     for row in rows:
         if row['kind'] == 'gate':
             row['train_accuracy'] = train_accuracy[row['policy']]

@@ -6,14 +6,15 @@ model run), keeps a seeded held-out split, prints the gate's accuracy, exit
 histogram, expected encoder depth and (with per-exit GFLOPs) expected GFLOPs,
 the gate's own cost included, and writes GATE.pth for
 ``tools/eco/merge_gate.py``. With a budget instead of ``--beta``, beta is
-searched so that the gate meets the budget on the held-out images. Once beta
-is chosen, the saved gate is refit on all images (``--no-refit`` keeps the
-gate of the training share).
+searched so that the gate meets the budget on the held-out images; several
+``--iters`` are chosen from on the held-out images too. Once beta and the
+iterations are chosen, the saved gate is refit on all images with them
+(``--no-refit`` keeps the gate of the training share).
 
 Examples:
     python tools/eco/train_gate.py derived.npz --beta 0.003 --out gate.pth
     python tools/eco/train_gate.py derived.npz --target-depth 4.0 \
-        --out gate.pth
+        --iters 100 300 1000 --out gate.pth
     python tools/eco/train_gate.py derived.npz --target-gflops 20 \
         --config CONFIG --shape 128 128 --out gate.pth
 """
@@ -77,7 +78,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='input size for counting GFLOPs with --config')
     parser.add_argument(
         '--val-fraction', type=float, default=0.2, help='held-out share')
-    add_gate_training_arguments(parser)
+    add_gate_training_arguments(parser, iters_choices=True)
     parser.add_argument(
         '--search-steps',
         type=int,
@@ -91,10 +92,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "(1: the 1/32 scale, the authors' gate; up to the derived file's "
         'gate_input_levels)')
     parser.add_argument(
+        '--gate-input-depth',
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="encoder layers run before the gate's input is pooled (0: the "
+        "projected tokens, the authors' gate; 1: the tokens after the first "
+        'encoder layer, which the chosen exit then reuses)')
+    parser.add_argument(
         '--no-refit',
         action='store_true',
         help='save the gate trained on the training share instead of one '
-        'refit on all images with the chosen beta')
+        'refit on all images with the chosen beta and iterations')
     parser.add_argument('--json', help='also write the figures to this file')
     args = parser.parse_args(argv)
     if args.config is not None and args.shape is None:
@@ -114,7 +123,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 args.derived,
                 args.metric,
                 args.group,
-                input_levels=args.gate_input_levels)
+                input_levels=args.gate_input_levels,
+                input_depth=args.gate_input_depth)
         except ValueError as error:
             raise UserInputError(str(error)) from error
         exit_gflops = args.exit_gflops
@@ -129,7 +139,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 exits=samples.exits,
                 in_channels=samples.gate_inputs.shape[1],
                 hidden_channels=args.hidden_channels,
-                input_levels=args.gate_input_levels))
+                input_levels=args.gate_input_levels,
+                input_depth=args.gate_input_depth))
         budget = (
             args.target_depth
             if args.target_depth is not None else args.target_gflops)
@@ -145,16 +156,25 @@ def main(argv: Optional[List[str]] = None) -> dict:
             search_steps=args.search_steps,
             refit=not args.no_refit,
             input_levels=args.gate_input_levels,
+            input_depth=args.gate_input_depth,
             **gate_training_kwargs(args))
 
-    lines = [f'exits {samples.exits}, beta {fit.beta:.6g}, loss {args.loss}']
+    lines = [
+        f'exits {samples.exits}, beta {fit.beta:.6g}, iters {fit.iters}, '
+        f'loss {args.loss}'
+    ]
     if fit.trials:
-        unit = 'layers' if args.target_depth is not None else 'GFLOPs'
-        lines.append(f'beta search for a budget of {budget:g} {unit} '
-                     '(held-out cost / mean quality):')
+        if budget is None:
+            lines.append('iterations chosen on the held-out share (mean '
+                         'cost / quality / utility):')
+        else:
+            unit = 'layers' if args.target_depth is not None else 'GFLOPs'
+            lines.append(f'beta search for a budget of {budget:g} {unit} '
+                         '(held-out cost / mean quality / utility):')
         lines += [
-            f'  beta {t.beta:<10.4g} cost {t.cost:8.3f}  quality '
-            f'{t.quality:.4f}' for t in fit.trials
+            f'  beta {t.beta:<10.4g} iters {t.iters:<6d} cost {t.cost:8.3f}  '
+            f'quality {t.quality:.4f}  utility {t.utility:.4f}'
+            for t in fit.trials
         ]
     if exit_gflops is not None:
         lines.append('GFLOPs per exit: ' +
@@ -172,14 +192,19 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
     figures = dict(
         beta=fit.beta,
+        iters=fit.iters,
         exit_gflops=exit_gflops,
         gate_gflops=gate_gflops,
         refit=not args.no_refit,
         train=fit.train_metrics,
         val=fit.val_metrics,
         trials=[
-            dict(beta=t.beta, cost=t.cost, quality=t.quality)
-            for t in fit.trials
+            dict(
+                beta=t.beta,
+                iters=t.iters,
+                cost=t.cost,
+                quality=t.quality,
+                utility=t.utility) for t in fit.trials
         ])
     derived_meta = samples.meta
     meta = gate_meta(

@@ -13,6 +13,16 @@ regions there are and how much sensor noise and blur is added. The difficulty
 itself is never written anywhere: a model has to infer it from the pixels,
 which is what ECO-M2F's exit gate learns.
 
+With ``context_fraction > 0`` a share of the images needs long-range
+context (a difficulty where encoder depth matters per image): their stuff is
+one segment painted in a grey texture that says nothing about its class,
+except for a small cue patch in one corner painted in the class's own
+texture and hue (:meth:`_SceneSampler._paint_context_stuff`). Pixels far
+from the cue can only be labelled by relating them to it. Whether an image
+is such a context image is drawn from its own generator, apart from the
+scene's: with ``context_fraction=0`` (the default) the output is exactly
+that of the plain generator.
+
 Layout written under ``out_dir`` (the COCO layout, split names without year)::
 
     out_dir/
@@ -69,6 +79,10 @@ SEGMENTS_PER_IMAGE = 256
 # Segments (or visible parts of occluded objects) smaller than this fraction
 # of the image are marked void (segment id 0), as unlabelled pixels in COCO.
 MIN_SEGMENT_FRACTION = 1e-3
+
+# The cue patch of a context image is a square of side image_size // 6 in
+# one corner.
+CUE_SIZE_DIVISOR = 6
 
 Segment = Dict[str, object]
 
@@ -234,13 +248,18 @@ class _SceneSampler:
 
     Args:
         image_size (int): Side of the square image in pixels.
+        context_fraction (float): Probability that an image is a context
+            image (its stuff class is given by a distant cue only).
+            Defaults to 0.
     """
 
-    def __init__(self, image_size: int) -> None:
+    def __init__(self, image_size: int, context_fraction: float = 0.0) -> None:
         self.size = image_size
+        self.context_fraction = context_fraction
         yy, xx = np.mgrid[0:image_size, 0:image_size].astype(np.float64)
         self.xx, self.yy = xx, yy
         self.min_area = max(4, int(MIN_SEGMENT_FRACTION * image_size**2))
+        self.cue_size = max(4, image_size // CUE_SIZE_DIVISOR)
 
     def _stuff_layout(self, rng: np.random.Generator,
                       num_regions: int) -> np.ndarray:
@@ -270,9 +289,17 @@ class _SceneSampler:
         mask[y0:y1, x0:x1] = _shape_mask(shape, u, v, radius)
         return mask
 
-    def _place_things(self, rng: np.random.Generator, difficulty: float,
-                      num_things: int) -> List[Tuple[str, np.ndarray]]:
-        """Sample thing shapes; returns (class name, full mask) pairs."""
+    def _place_things(
+        self,
+        rng: np.random.Generator,
+        difficulty: float,
+        num_things: int,
+        reserved: Optional[np.ndarray] = None
+    ) -> List[Tuple[str, np.ndarray]]:
+        """Sample thing shapes; returns (class name, full mask) pairs.
+
+        No thing covers a pixel of ``reserved`` (H, W), if given.
+        """
         size = self.size
         lo = _lerp(0.22, 0.04, difficulty) * size
         hi = _lerp(0.42, 0.13, difficulty) * size
@@ -286,6 +313,8 @@ class _SceneSampler:
                 center = rng.uniform(0.1 * size, 0.9 * size, size=2)
                 mask = self._thing_mask(shape, center, radius,
                                         rng.uniform(0, 2 * np.pi))
+                if reserved is not None and (mask & reserved).any():
+                    continue
                 if allow_overlap or not (mask & occupied).any():
                     break
             else:
@@ -312,12 +341,56 @@ class _SceneSampler:
             seg[mask] = seg_id
             labels[seg_id] = len(THING_CLASSES) + int(stuff_idx) + 1
 
-    def _paint_things(self, rng: np.random.Generator, difficulty: float,
-                      image: np.ndarray, seg: np.ndarray, base_id: int,
-                      labels: Dict[int, int]) -> None:
-        """Paint flat-coloured shapes, later ones occluding earlier ones."""
+    def _paint_context_stuff(self, rng: np.random.Generator,
+                             difficulty: float, stuff_idx: int,
+                             image: np.ndarray, seg: np.ndarray,
+                             base_id: int,
+                             labels: Dict[int, int]) -> np.ndarray:
+        """Paint the stuff of a context image: one segment of class
+        ``stuff_idx`` whose only local evidence is a cue in one corner.
+
+        The whole canvas gets a grey (unsaturated) texture of a random
+        pattern, drawn before anything that depends on ``stuff_idx``: away
+        from the cue the pixels are the same whatever the class. The cue, a
+        square of side ``cue_size`` in a random corner, shows the class's
+        texture in its characteristic colours (those of an easy scene).
+
+        Returns:
+            np.ndarray: The cue's mask, shape (H, W), for the things to
+            leave visible.
+        """
+        pattern = STUFF_CLASSES[rng.integers(len(STUFF_CLASSES))]
+        value = rng.uniform(0.35, 0.75)
+        half_contrast = _lerp(0.2, 0.08, difficulty) * rng.uniform(0.7, 1.0)
+        grey = np.array([[255 * (value - half_contrast)] * 3,
+                         [255 * (value + half_contrast)] * 3])
+        image[:] = STUFF_TEXTURES[pattern](rng, self.xx, self.yy, grey)
+        corner = rng.integers(2, size=2) * (self.size - self.cue_size)
+        cue = np.zeros((self.size, self.size), dtype=bool)
+        cue[corner[1]:corner[1] + self.cue_size,
+            corner[0]:corner[0] + self.cue_size] = True
+        stuff = STUFF_CLASSES[stuff_idx]
+        texture = STUFF_TEXTURES[stuff](rng, self.xx, self.yy,
+                                        _stuff_colors(rng, stuff, 0.0))
+        image[cue] = texture[cue]
+        seg_id = base_id + len(labels) + 1
+        seg[:] = seg_id
+        labels[seg_id] = len(THING_CLASSES) + stuff_idx + 1
+        return cue
+
+    def _paint_things(self,
+                      rng: np.random.Generator,
+                      difficulty: float,
+                      image: np.ndarray,
+                      seg: np.ndarray,
+                      base_id: int,
+                      labels: Dict[int, int],
+                      reserved: Optional[np.ndarray] = None) -> None:
+        """Paint flat-coloured shapes, later ones occluding earlier ones,
+        none over ``reserved`` (H, W) if given."""
         num_things = 1 + int(rng.binomial(13, difficulty**1.3))
-        for shape, mask in self._place_things(rng, difficulty, num_things):
+        for shape, mask in self._place_things(rng, difficulty, num_things,
+                                              reserved):
             image[mask] = _thing_color(rng, shape, difficulty,
                                        image[mask].mean(axis=0))
             seg_id = base_id + len(labels) + 1
@@ -335,13 +408,19 @@ class _SceneSampler:
         return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
     def __call__(
-            self, rng: np.random.Generator,
-            image_id: int) -> Tuple[np.ndarray, np.ndarray, List[Segment]]:
+        self,
+        rng: np.random.Generator,
+        image_id: int,
+        context_rng: Optional[np.random.Generator] = None
+    ) -> Tuple[np.ndarray, np.ndarray, List[Segment]]:
         """Draw a scene.
 
         Args:
             rng (np.random.Generator): The image's own random generator.
             image_id (int): Image id, used to build unique segment ids.
+            context_rng (np.random.Generator, optional): The image's
+                generator of whether it is a context image and of its stuff
+                class; needed with ``context_fraction > 0``.
 
         Returns:
             tuple: ``image`` (H, W, 3) uint8 RGB, ``seg`` (H, W) int64 segment
@@ -353,8 +432,15 @@ class _SceneSampler:
         seg = np.zeros((self.size, self.size), dtype=np.int64)
         base_id = image_id * SEGMENTS_PER_IMAGE
         labels: Dict[int, int] = {}
-        self._paint_stuff(rng, difficulty, image, seg, base_id, labels)
-        self._paint_things(rng, difficulty, image, seg, base_id, labels)
+        cue = None
+        if self.context_fraction > 0 and (context_rng.uniform() <
+                                          self.context_fraction):
+            cue = self._paint_context_stuff(
+                rng, difficulty, int(context_rng.integers(len(STUFF_CLASSES))),
+                image, seg, base_id, labels)
+        else:
+            self._paint_stuff(rng, difficulty, image, seg, base_id, labels)
+        self._paint_things(rng, difficulty, image, seg, base_id, labels, cue)
         image = self._degrade(rng, difficulty, image)
 
         segments: List[Segment] = []
@@ -381,26 +467,38 @@ def _segment_record(segment: Segment) -> Tuple[dict, dict]:
     return record, rle
 
 
-def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """Independent random generator of image ``index`` in ``split``."""
+def _image_rng(seed: int,
+               split: str,
+               index: int,
+               stream: int = 0) -> np.random.Generator:
+    """Independent random generator of image ``index`` in ``split``.
+
+    Stream 0 draws the scene, stream 1 the context-image choice.
+    """
+    spawn_key = (SPLITS.index(split), index) + ((stream, ) if stream else ())
     return np.random.default_rng(
-        np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split), index)))
+        np.random.SeedSequence(seed, spawn_key=spawn_key))
 
 
-def _write_split(root: str, split: str, num_images: int, seed: int,
-                 image_size: int) -> None:
+def _write_split(root: str,
+                 split: str,
+                 num_images: int,
+                 seed: int,
+                 image_size: int,
+                 context_fraction: float = 0.0) -> None:
     """Write the images, panoptic PNGs and both JSON files of one split."""
     img_dir = osp.join(root, split)
     pan_dir = osp.join(root, 'annotations', f'panoptic_{split}')
     os.makedirs(img_dir)
     os.makedirs(pan_dir)
-    sampler = _SceneSampler(image_size)
+    sampler = _SceneSampler(image_size, context_fraction)
     categories = synthetic_panoptic_categories()
     images, pan_anns, inst_anns = [], [], []
     for index in range(num_images):
         image_id = index + 1
         image, seg, segments = sampler(
-            _image_rng(seed, split, index), image_id)
+            _image_rng(seed, split, index), image_id,
+            _image_rng(seed, split, index, stream=1))
         stem = f'{image_id:012d}'
         cv2.imwrite(
             osp.join(img_dir, f'{stem}.jpg'), image[..., ::-1],
@@ -468,7 +566,8 @@ def generate_synthetic_panoptic(out_dir: str,
                                 num_val: int = 100,
                                 seed: int = 0,
                                 image_size: int = 128,
-                                force: bool = False) -> dict:
+                                force: bool = False,
+                                context_fraction: float = 0.0) -> dict:
     """Generate the synthetic panoptic dataset under ``out_dir``.
 
     The split files are written to a temporary sibling directory which is
@@ -485,6 +584,10 @@ def generate_synthetic_panoptic(out_dir: str,
         image_size (int): Side of the square images. Defaults to 128.
         force (bool): Replace an existing, different dataset or non-empty
             directory at ``out_dir``. Defaults to False.
+        context_fraction (float): Share of the images (drawn per image)
+            whose stuff class is given by a distant cue only, see the
+            module docstring. Recorded in the manifest when > 0. Defaults
+            to 0 (the plain dataset).
 
     Returns:
         dict: The dataset manifest (generator version and arguments).
@@ -499,6 +602,9 @@ def generate_synthetic_panoptic(out_dir: str,
                          f'{num_train} and {num_val}.')
     if image_size < 32:
         raise ValueError(f'image_size must be >= 32, got {image_size}.')
+    if not 0 <= context_fraction <= 1:
+        raise ValueError('context_fraction must be in [0, 1], got '
+                         f'{context_fraction}.')
     manifest = dict(
         generator='proscale.synthetic_panoptic',
         version=GENERATOR_VERSION,
@@ -506,6 +612,8 @@ def generate_synthetic_panoptic(out_dir: str,
         num_val=int(num_val),
         seed=int(seed),
         image_size=int(image_size))
+    if context_fraction > 0:
+        manifest['context_fraction'] = float(context_fraction)
     out_dir = osp.abspath(out_dir)
     if osp.exists(out_dir):
         if _read_manifest(out_dir) == manifest:
@@ -525,7 +633,8 @@ def generate_synthetic_panoptic(out_dir: str,
         prefix=f'.{osp.basename(out_dir)}.tmp-', dir=parent)
     try:
         for split, num_images in zip(SPLITS, (num_train, num_val)):
-            _write_split(tmp_dir, split, num_images, seed, image_size)
+            _write_split(tmp_dir, split, num_images, seed, image_size,
+                         context_fraction)
         with open(osp.join(tmp_dir, MANIFEST_FILE), 'w') as f:
             json.dump(manifest, f, indent=2)
         if osp.exists(out_dir):

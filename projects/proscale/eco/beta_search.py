@@ -9,13 +9,14 @@ of ``beta`` (:func:`target_beta` bisects it without training), and the
 held-out cost of the trained gate follows it up to training noise. A
 bisection on ``log(beta)`` around the targets' answer finds where the gate's
 cost crosses the budget; of every ``beta`` tried, the one whose gate stays
-within the budget with the highest held-out quality wins. As this choice is
-made on the held-out split, the chosen gate's held-out figures are slightly
-optimistic.
+within the budget with the highest held-out quality wins. Given several
+training lengths (``iters``), the search runs for each and the best
+``(beta, iters)`` pair wins. As this choice is made on the held-out split,
+the chosen gate's held-out figures are slightly optimistic.
 """
 import math
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -27,18 +28,60 @@ from .gate_training import evaluate_gate, exit_costs, train_gate
 
 @dataclass
 class BetaTrial:
-    """One ``beta`` tried by :func:`search_beta`.
+    """One ``(beta, iters)`` pair tried on the held-out split.
 
     Attributes:
         beta (float): The trade-off.
+        iters (int): The gate's optimiser steps.
         cost (float): Held-out mean cost of its gate, in the budget's unit.
         quality (float): Held-out mean per-image quality of its gate.
+        utility (float): Held-out mean utility ``q_k - beta * k`` of its
+            gate's choices.
         gate (ExitGate): The gate trained with it.
     """
     beta: float
+    iters: int
     cost: float
     quality: float
+    utility: float
     gate: ExitGate = field(repr=False)
+
+
+def _iters_choices(iters: Union[int, Sequence[int]]) -> List[int]:
+    """The training lengths to try, ascending and without repeats."""
+    choices = sorted({iters} if isinstance(iters, int) else set(iters))
+    if not choices or choices[0] < 1:
+        raise ValueError(f'iters must be positive integers, got {iters}')
+    return choices
+
+
+def try_gate(train: ExitSamples, val: ExitSamples, beta: float, iters: int,
+             costs: Tensor, **train_kwargs) -> BetaTrial:
+    """Train a gate and measure it on the held-out split.
+
+    Args:
+        train (ExitSamples): Samples the gate is trained on.
+        val (ExitSamples): Held-out samples it is measured on.
+        beta (float): The trade-off.
+        iters (int): Optimiser steps.
+        costs (Tensor): Cost of every exit, shape (E, ).
+        **train_kwargs: Passed to :func:`train_gate`.
+
+    Returns:
+        BetaTrial: The gate with its held-out figures.
+    """
+    gate = train_gate(train, beta, iters=iters, **train_kwargs)
+    with torch.no_grad():
+        choice = gate(val.gate_inputs).argmax(dim=1)
+    rows = torch.arange(len(val))
+    utility = exit_utility(val.quality, val.exits, beta)
+    return BetaTrial(
+        beta=beta,
+        iters=iters,
+        cost=float(costs[choice].mean()),
+        quality=float(val.quality[rows, choice].mean()),
+        utility=float(utility[rows, choice].mean()),
+        gate=gate)
 
 
 def target_cost(samples: ExitSamples, beta: float, costs: Tensor) -> float:
@@ -104,8 +147,9 @@ def search_beta(train: ExitSamples,
                 num_steps: int = 8,
                 spread: float = 10.0,
                 beta_bounds: Tuple[float, float] = (1e-6, 1.0),
+                iters: Union[int, Sequence[int]] = 500,
                 **train_kwargs) -> Tuple[BetaTrial, List[BetaTrial]]:
-    """Find the ``beta`` whose gate best meets a compute budget.
+    """Find the ``beta`` (and training length) that best meets a budget.
 
     ``beta = 0`` (the most accurate gate) is tried first and wins if it fits.
     Otherwise the ``beta`` whose training targets meet the budget
@@ -115,7 +159,9 @@ def search_beta(train: ExitSamples,
     trial fits, the gate of the largest ``beta`` of ``beta_bounds`` is
     tried too. With quality in [0, 1] and exits at least one layer apart,
     ``beta > 1`` sends every target to the shallowest exit, so the default
-    bounds cover every trade-off.
+    bounds cover every trade-off. With several ``iters``, the search runs
+    once per training length (the gate's cost at a ``beta`` depends on it)
+    and the choice is made among all their trials.
 
     Args:
         train (ExitSamples): Samples the gates are trained on.
@@ -128,32 +174,31 @@ def search_beta(train: ExitSamples,
         spread (float): The bisection runs over ``[guess / spread, guess *
             spread]`` (within ``beta_bounds``). Defaults to 10.
         beta_bounds (tuple[float, float]): Range of ``beta``, both > 0.
+        iters (int | Sequence[int]): Optimiser steps of the gates, or the
+            training lengths to choose from. Defaults to 500.
         **train_kwargs: Passed to :func:`train_gate`.
 
     Returns:
         tuple[BetaTrial, list[BetaTrial]]: The chosen trial (within budget
-        with the highest held-out quality, ties to the cheaper; the cheapest
-        trial when none fits) and every trial in the order tried.
+        with the highest held-out quality, ties to the cheaper, then to the
+        shorter training; the cheapest trial when none fits) and every
+        trial in the order tried.
     """
     if not spread > 1:
         raise ValueError(f'spread must be > 1, got {spread}')
     trials: List[BetaTrial] = []
+    guess = None
+    for num_iters in _iters_choices(iters):
 
-    def run(beta: float) -> BetaTrial:
-        gate = train_gate(train, beta, **train_kwargs)
-        with torch.no_grad():
-            choice = gate(val.gate_inputs).argmax(dim=1)
-        trials.append(
-            BetaTrial(
-                beta=beta,
-                cost=float(costs[choice].mean()),
-                quality=float(val.quality[torch.arange(len(val)),
-                                          choice].mean()),
-                gate=gate))
-        return trials[-1]
+        def run(beta: float) -> BetaTrial:
+            trials.append(
+                try_gate(train, val, beta, num_iters, costs, **train_kwargs))
+            return trials[-1]
 
-    if run(0.0).cost > budget:
-        guess = target_beta(train, budget, costs, beta_bounds)
+        if run(0.0).cost <= budget:
+            continue
+        if guess is None:
+            guess = target_beta(train, budget, costs, beta_bounds)
         low = max(guess / spread, beta_bounds[0])
         high = min(guess * spread, beta_bounds[1])
         for _ in range(num_steps):
@@ -162,14 +207,46 @@ def search_beta(train: ExitSamples,
                 high = middle
             else:
                 low = middle
-        if all(trial.cost > budget for trial in trials):
-            run(beta_bounds[1])
+    if all(trial.cost > budget for trial in trials):
+        for num_iters in _iters_choices(iters):
+            trials.append(
+                try_gate(train, val, beta_bounds[1], num_iters, costs,
+                         **train_kwargs))
     feasible = [trial for trial in trials if trial.cost <= budget]
     if feasible:
-        best = max(feasible, key=lambda t: (t.quality, -t.cost))
+        best = max(feasible, key=lambda t: (t.quality, -t.cost, -t.iters))
     else:
-        best = min(trials, key=lambda t: (t.cost, -t.quality))
+        best = min(trials, key=lambda t: (t.cost, -t.quality, t.iters))
     return best, trials
+
+
+def search_iters(train: ExitSamples,
+                 val: ExitSamples,
+                 beta: float,
+                 costs: Tensor,
+                 iters: Union[int, Sequence[int]] = 500,
+                 **train_kwargs) -> Tuple[BetaTrial, List[BetaTrial]]:
+    """Choose the training length of a gate with a given ``beta``.
+
+    Args:
+        train (ExitSamples): Samples the gates are trained on.
+        val (ExitSamples): Held-out samples they are measured on.
+        beta (float): The trade-off.
+        costs (Tensor): Cost of every exit, shape (E, ), for the figures.
+        iters (int | Sequence[int]): The training lengths to choose from.
+            Defaults to 500.
+        **train_kwargs: Passed to :func:`train_gate`.
+
+    Returns:
+        tuple[BetaTrial, list[BetaTrial]]: The trial with the highest
+        held-out mean utility ``q_k - beta * k`` (the gate's objective; ties
+        to the shorter training) and every trial, shortest first.
+    """
+    trials = [
+        try_gate(train, val, beta, num_iters, costs, **train_kwargs)
+        for num_iters in _iters_choices(iters)
+    ]
+    return max(trials, key=lambda t: (t.utility, -t.iters)), trials
 
 
 @dataclass
@@ -178,19 +255,22 @@ class GateFit:
 
     Attributes:
         gate (ExitGate): The final gate: with ``refit``, trained on all
-            images with the chosen ``beta``; otherwise the gate trained on
-            the training split.
+            images with the chosen ``beta`` and ``iters``; otherwise the
+            gate trained on the training split.
         beta (float): The trade-off it was trained with.
+        iters (int): Its optimiser steps.
         train_metrics (dict): :func:`evaluate_gate` of the final gate on
             the images it was trained on.
         val_metrics (dict): :func:`evaluate_gate` on the held-out split of
-            the gate trained on the training split with ``beta`` (the
-            estimate of the final gate's figures on unseen images).
-        trials (list[BetaTrial]): The betas tried by the budget search
-            (empty for a given beta).
+            the gate trained on the training split with ``beta`` and
+            ``iters`` (the estimate of the final gate's figures on unseen
+            images).
+        trials (list[BetaTrial]): The ``(beta, iters)`` pairs tried on the
+            held-out split (empty for a given beta and a single ``iters``).
     """
     gate: ExitGate
     beta: float
+    iters: int
     train_metrics: dict
     val_metrics: dict
     trials: List[BetaTrial]
@@ -206,6 +286,7 @@ def fit_gate(samples: ExitSamples,
              split_seed: int = 0,
              search_steps: int = 8,
              refit: bool = True,
+             iters: Union[int, Sequence[int]] = 500,
              **train_kwargs) -> GateFit:
     """Train a gate for a given ``beta`` or for a compute budget.
 
@@ -224,8 +305,13 @@ def fit_gate(samples: ExitSamples,
         val_fraction (float): Held-out share. Defaults to 0.2.
         split_seed (int): Seed of the split. Defaults to 0.
         search_steps (int): Bisection steps of the budget search.
-        refit (bool): Once ``beta`` is chosen on the held-out split, train
-            the final gate on all images with it. Defaults to True.
+        refit (bool): Once ``beta`` and ``iters`` are chosen on the held-out
+            split, train the final gate on all images with them. Defaults
+            to True.
+        iters (int | Sequence[int]): Optimiser steps of the gate, or the
+            training lengths to choose from on the held-out split (with the
+            budget search; for a given ``beta``, by :func:`search_iters`).
+            Defaults to 500.
         **train_kwargs: Passed to :func:`train_gate`.
 
     Returns:
@@ -236,21 +322,32 @@ def fit_gate(samples: ExitSamples,
     if exit_gflops is not None:
         exit_gflops = [g + gate_gflops for g in exit_gflops]
     train, val = split_samples(samples, val_fraction, split_seed)
-    trials: List[BetaTrial] = []
     if beta is None:
         costs = exit_costs(samples.exits, exit_gflops, budget_unit)
         best, trials = search_beta(
-            train, val, budget, costs, num_steps=search_steps, **train_kwargs)
-        gate, beta = best.gate, best.beta
+            train,
+            val,
+            budget,
+            costs,
+            num_steps=search_steps,
+            iters=iters,
+            **train_kwargs)
     else:
-        gate = train_gate(train, beta, **train_kwargs)
+        costs = exit_costs(samples.exits, exit_gflops,
+                           'depth' if exit_gflops is None else 'gflops')
+        best, trials = search_iters(
+            train, val, beta, costs, iters=iters, **train_kwargs)
+        if len(trials) == 1:
+            trials = []
+    gate, beta = best.gate, best.beta
     val_metrics = evaluate_gate(gate, val, beta, exit_gflops)
     if refit:
         train = samples
-        gate = train_gate(samples, beta, **train_kwargs)
+        gate = train_gate(samples, beta, iters=best.iters, **train_kwargs)
     return GateFit(
         gate=gate,
         beta=beta,
+        iters=best.iters,
         train_metrics=evaluate_gate(gate, train, beta, exit_gflops),
         val_metrics=val_metrics,
         trials=trials)

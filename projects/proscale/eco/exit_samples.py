@@ -76,7 +76,8 @@ def load_exit_samples(
         metric: str = 'pq',
         group: str = 'All',
         expected_exits: Optional[Sequence[int]] = None,
-        input_levels: int = 1) -> ExitSamples:
+        input_levels: int = 1,
+        input_depth: int = 0) -> ExitSamples:
     """Load the gate's training data from a derived exit dataset file.
 
     A quality that is NaN (no category with ``tp + fp + fn > 0``: the image
@@ -93,21 +94,34 @@ def load_exit_samples(
             fine: 1 (the 1/32 scale, the authors' gate) up to the file's
             ``meta['gate_input_levels']`` (1 for files without it).
             Defaults to 1.
+        input_depth (int): Encoder layers before the gate input: 0 (the
+            projected tokens, ``gate_inputs``) or 1 (the tokens after the
+            first layer, ``layer1_gate_inputs``). Defaults to 0.
 
     Returns:
         ExitSamples: Gate inputs, quality, image ids and meta of every image.
     """
+    if input_depth not in (0, 1):
+        raise ValueError(f'input_depth must be 0 or 1, got {input_depth!r}')
     dataset = load_exit_dataset(path, expected_exits)
+    inputs = dataset.gate_inputs
+    if input_depth == 1:
+        inputs = dataset.layer1_gate_inputs
+        if inputs is None:
+            raise ValueError(
+                f'{path}: gate inputs after the first encoder layer asked '
+                'for, the file has none (no layer1_gate_inputs); derive it '
+                'again with this version')
     stored = int(dataset.meta.get('gate_input_levels', 1))
     if not 1 <= input_levels <= stored:
         raise ValueError(
             f'{path}: gate inputs of {input_levels} encoder scales asked for, '
             f'the file holds {stored} (meta.gate_input_levels); derive it '
             'again with this version to get every scale')
-    width = dataset.gate_inputs.shape[1] // stored * input_levels
+    width = inputs.shape[1] // stored * input_levels
     quality = np.nan_to_num(dataset.quality(metric, group), nan=1.0)
     return ExitSamples(
-        gate_inputs=torch.from_numpy(dataset.gate_inputs[:, :width]),
+        gate_inputs=torch.from_numpy(inputs[:, :width]),
         quality=torch.from_numpy(quality),
         exits=tuple(dataset.exits.tolist()),
         image_ids=dataset.image_ids,

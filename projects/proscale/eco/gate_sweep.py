@@ -10,7 +10,7 @@ fixed-exit curve at their own cost (:func:`compare_with_fixed_curve`): the
 PQ a fixed depth reaches for the same GFLOPs, linearly interpolated between
 the neighbouring fixed exits.
 """
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -39,7 +39,8 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
                exits: List[int],
                betas: Mapping[str, float],
                gflops: Optional[Mapping[str, float]] = None,
-               gate_levels: Optional[Mapping[str, int]] = None) -> List[dict]:
+               gate_levels: Optional[Mapping[str, int]] = None,
+               gate_depths: Optional[Mapping[str, int]] = None) -> List[dict]:
     """One row per exit policy: its quality and expected cost.
 
     Args:
@@ -55,6 +56,9 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
             cost included for gates).
         gate_levels (Mapping[str, int], optional): Gate policy name -> the
             encoder scales of its input (default 1, the authors' gate).
+        gate_depths (Mapping[str, int], optional): Gate policy name -> the
+            encoder layers run before its input (default 0, the authors'
+            gate).
 
     Returns:
         list[dict]: Rows with ``policy``, ``kind`` ('fixed', 'gate' or
@@ -62,13 +66,14 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
         ``exit`` (fixed) or ``beta`` (gate), ``full_model``, the metrics of
         :data:`SWEEP_METRICS`, ``mean_depth``, ``exit_shares`` and, with
         ``gflops``, ``gflops``. Fixed exits come first, then the gates
-        by input scales and increasing beta (with ``input_levels``), then
-        the oracle.
+        by input scales, input depth and increasing beta (with
+        ``input_levels`` and ``input_depth``), then the oracle.
     """
     gate_levels = {name: (gate_levels or {}).get(name, 1) for name in betas}
+    gate_depths = {name: (gate_depths or {}).get(name, 0) for name in betas}
     policies = [(fixed_exit_policy(k), 'fixed') for k in exits] + [
-        (name, 'gate')
-        for name in sorted(betas, key=lambda n: (gate_levels[n], betas[n]))
+        (name, 'gate') for name in sorted(
+            betas, key=lambda n: (gate_levels[n], gate_depths[n], betas[n]))
     ]
     if ORACLE in per_policy:
         policies.append((ORACLE, 'oracle'))
@@ -84,6 +89,7 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
             row.update(beta=betas.get(name), full_model=False)
             if kind == 'gate':
                 row['input_levels'] = gate_levels[name]
+                row['input_depth'] = gate_depths[name]
         row.update(_panoptic_metrics(per_policy[name]))
         row['mean_depth'] = sum(k * n for k, n in counts.items()) / total
         row['exit_shares'] = {
@@ -95,6 +101,12 @@ def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
         rows.append(row)
     compare_with_fixed_curve(rows)
     return rows
+
+
+def _gate_input(row: dict) -> Tuple[int, int]:
+    """``(input_levels, input_depth)`` of a gate row (rows of older sweeps
+    have no ``input_depth``)."""
+    return row['input_levels'], row.get('input_depth', 0)
 
 
 def compare_with_fixed_curve(rows: List[dict]) -> None:
@@ -195,17 +207,23 @@ def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
               color='black',
               markersize=14,
               label='full model')
-    for levels in sorted({row['input_levels'] for row in gates}):
-        same = [row for row in gates if row['input_levels'] == levels]
+    colors = iter(('tab:red', 'tab:purple', 'tab:orange', 'tab:brown'))
+    for levels, depth in sorted({_gate_input(row) for row in gates}):
+        same = [row for row in gates if _gate_input(row) == (levels, depth)]
+        label = 'gated (ECO-M2F, 1/32 input)' if levels == 1 else \
+            f'gated, {levels}-scale input'
+        if depth:
+            label += f' after {depth} layer(s)'
         axes.plot([row[x_key] for row in same], [row['PQ'] for row in same],
                   's',
-                  color='tab:red' if levels == 1 else 'tab:purple',
-                  label='gated (ECO-M2F, 1/32 input)' if levels == 1 else
-                  f'gated, {levels}-scale input')
+                  color=next(colors, 'tab:gray'),
+                  label=label)
     for i, row in enumerate(gates):
         # alternate above and below: neighbouring betas often lie close
         scales = '' if row['input_levels'] == 1 else \
             f", {row['input_levels']} scales"
+        if row.get('input_depth'):
+            scales += f", layer {row['input_depth']}"
         axes.annotate(
             f"β={row['beta']:g}{scales}", (row[x_key], row['PQ']),
             textcoords='offset points',

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..models.gates import ExitGate, exit_utility, hard_exit_targets
 from ..utils import torch_threads
+from ..utils.cli import positive_int
 from .exit_samples import ExitSamples
 
 # Names of the gate losses on the command line.
@@ -50,6 +51,7 @@ def train_gate(samples: ExitSamples,
                temperature: float = 0.05,
                hidden_channels: Optional[int] = None,
                input_levels: int = 1,
+               input_depth: int = 0,
                iters: int = 500,
                batch_size: int = 256,
                lr: float = 5e-2,
@@ -73,6 +75,8 @@ def train_gate(samples: ExitSamples,
             for the authors' linear gate.
         input_levels (int): Encoder scales in the samples' gate inputs
             (recorded in the gate). Defaults to 1.
+        input_depth (int): Encoder layers run before the samples' gate
+            inputs were pooled (recorded in the gate). Defaults to 0.
         iters (int): Optimiser steps.
         batch_size (int): Images per optimiser step.
         lr (float): AdamW learning rate.
@@ -94,7 +98,8 @@ def train_gate(samples: ExitSamples,
             exits=samples.exits,
             in_channels=inputs.shape[1],
             hidden_channels=hidden_channels,
-            input_levels=input_levels)
+            input_levels=input_levels,
+            input_depth=input_depth)
     criterion = build_gate_loss(loss, temperature)
     optimizer = torch.optim.AdamW(
         gate.parameters(), lr=lr, weight_decay=weight_decay)
@@ -118,7 +123,8 @@ def train_gate(samples: ExitSamples,
     return gate
 
 
-def add_gate_training_arguments(parser: argparse.ArgumentParser) -> None:
+def add_gate_training_arguments(parser: argparse.ArgumentParser,
+                                iters_choices: bool = False) -> None:
     """Add the options of :func:`train_gate` to a gate tool.
 
     ``--loss``, ``--temperature``, ``--hidden-channels``, ``--iters``,
@@ -127,6 +133,8 @@ def add_gate_training_arguments(parser: argparse.ArgumentParser) -> None:
 
     Args:
         parser (argparse.ArgumentParser): The tool's parser.
+        iters_choices (bool): ``--iters`` takes one or more training lengths
+            (a list) to choose from on held-out images. Defaults to False.
     """
     parser.add_argument(
         '--loss', choices=sorted(GATE_LOSSES), default='hard_ce')
@@ -139,7 +147,16 @@ def add_gate_training_arguments(parser: argparse.ArgumentParser) -> None:
         '--hidden-channels',
         type=int,
         help='hidden width of an MLP gate (default: the linear gate)')
-    parser.add_argument('--iters', type=int, default=500)
+    if iters_choices:
+        parser.add_argument(
+            '--iters',
+            type=positive_int,
+            nargs='+',
+            default=[500],
+            help='optimiser steps of the gate; several: chosen on the '
+            'held-out share together with beta')
+    else:
+        parser.add_argument('--iters', type=positive_int, default=500)
     parser.add_argument('--batch-size', type=int, default=256)
     parser.add_argument('--lr', type=float, default=5e-2)
     parser.add_argument('--weight-decay', type=float, default=1e-4)
@@ -269,7 +286,8 @@ def gate_meta(gate: ExitGate, beta: float, loss: str,
             exits=list(gate.exits),
             in_channels=gate.in_channels,
             hidden_channels=gate.hidden_channels,
-            input_levels=gate.input_levels),
+            input_levels=gate.input_levels,
+            input_depth=gate.input_depth),
         beta=beta,
         loss=loss,
         **extra)

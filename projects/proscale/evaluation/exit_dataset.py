@@ -23,6 +23,10 @@ array            shape           dtype    content
 ``meta``         ()              str      JSON provenance record (below)
 ===============  ==============  =======  =====================================
 
+Optional: ``layer1_gate_inputs`` (N, C), float32, the same pooling of the
+tokens after the first encoder layer (``ExitGate(input_depth=1)``); files
+without it (written before it existed) load with it None.
+
 Qualities are fractions in [0, 1], computed per image exactly as panopticapi's
 ``pq_compute`` would on that image alone; NaN where a group has no category
 with ``tp + fp + fn > 0`` (e.g. Things of an image with neither GT nor
@@ -54,6 +58,7 @@ EXIT_DATASET_VERSION = 1
 GROUPS = PQ_GROUPS
 METRICS = PQ_METRICS
 _ARRAYS = ('image_ids', 'exits', 'pq', 'sq', 'rq', 'gate_inputs', 'meta')
+_OPTIONAL_ARRAYS = ('layer1_gate_inputs', )
 
 
 @dataclass
@@ -69,6 +74,8 @@ class ExitDataset:
         gate_inputs (np.ndarray): Gate inputs, shape (N, C), float32.
         meta (dict): Provenance record, JSON-serialisable; its ``'exits'``
             equals ``exits``.
+        layer1_gate_inputs (np.ndarray, optional): Gate inputs after the
+            first encoder layer, shape (N, C), float32. Defaults to None.
     """
     image_ids: np.ndarray
     exits: np.ndarray
@@ -77,6 +84,7 @@ class ExitDataset:
     rq: np.ndarray
     gate_inputs: np.ndarray
     meta: Dict[str, Any]
+    layer1_gate_inputs: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         self.image_ids = np.asarray(self.image_ids, dtype=np.int64)
@@ -85,6 +93,9 @@ class ExitDataset:
             setattr(self, name,
                     np.asarray(getattr(self, name), dtype=np.float64))
         self.gate_inputs = np.asarray(self.gate_inputs, dtype=np.float32)
+        if self.layer1_gate_inputs is not None:
+            self.layer1_gate_inputs = np.asarray(
+                self.layer1_gate_inputs, dtype=np.float32)
         self.validate()
 
     def validate(self, source: str = 'exit dataset') -> None:
@@ -111,6 +122,11 @@ class ExitDataset:
         if self.gate_inputs.ndim != 2 or len(self.gate_inputs) != num:
             problems.append(f'gate_inputs has shape {self.gate_inputs.shape}'
                             f', expected ({num}, C)')
+        if self.layer1_gate_inputs is not None and (
+                self.layer1_gate_inputs.shape != self.gate_inputs.shape):
+            problems.append('layer1_gate_inputs has shape '
+                            f'{self.layer1_gate_inputs.shape}, expected '
+                            f'that of gate_inputs {self.gate_inputs.shape}')
         if len(np.unique(self.image_ids)) != num:
             problems.append('image_ids are not unique')
         if not isinstance(self.meta, dict) or (self.meta.get('exits')
@@ -163,6 +179,13 @@ class ExitDataset:
         widths = {part.gate_inputs.shape[1] for part in parts if len(part)}
         if len(widths) > 1:
             raise ValueError(f'cannot merge gate inputs of widths {widths}')
+        layer1 = {
+            part.layer1_gate_inputs is not None
+            for part in parts if len(part)
+        }
+        if len(layer1) > 1:
+            raise ValueError('cannot merge parts with and without '
+                             'layer1_gate_inputs')
         image_ids = np.concatenate([part.image_ids for part in parts]
                                    or [np.zeros(0, np.int64)])
         order = np.argsort(image_ids, kind='stable')
@@ -179,14 +202,16 @@ class ExitDataset:
             return np.concatenate(arrays)[order]
 
         metric_shape = (0, len(exits), len(GROUPS))
+        width = widths.pop() if widths else 0
         return cls(
             image_ids=image_ids,
             exits=exits,
             pq=stacked('pq', metric_shape),
             sq=stacked('sq', metric_shape),
             rq=stacked('rq', metric_shape),
-            gate_inputs=stacked('gate_inputs',
-                                (0, widths.pop() if widths else 0)),
+            gate_inputs=stacked('gate_inputs', (0, width)),
+            layer1_gate_inputs=stacked('layer1_gate_inputs', (0, width))
+            if layer1 == {True} else None,
             meta=meta)
 
     def save(self, path: str) -> None:
@@ -198,6 +223,8 @@ class ExitDataset:
         Args:
             path (str): The output file (conventionally ``*.npz``).
         """
+        optional = {} if self.layer1_gate_inputs is None else dict(
+            layer1_gate_inputs=self.layer1_gate_inputs)
         with atomic_open(path, 'wb') as f:
             np.savez(
                 f,
@@ -207,7 +234,8 @@ class ExitDataset:
                 sq=self.sq,
                 rq=self.rq,
                 gate_inputs=self.gate_inputs,
-                meta=np.array(json.dumps(self.meta, sort_keys=True)))
+                meta=np.array(json.dumps(self.meta, sort_keys=True)),
+                **optional)
 
 
 def _read(path: str) -> ExitDataset:
@@ -220,7 +248,11 @@ def _read(path: str) -> ExitDataset:
             missing = [name for name in _ARRAYS if name not in archive.files]
             if missing:
                 raise ValueError(f'missing arrays {missing}')
-            arrays = {name: archive[name] for name in _ARRAYS}
+            arrays = {
+                name: archive[name]
+                for name in _ARRAYS + _OPTIONAL_ARRAYS
+                if name in archive.files
+            }
         meta = json.loads(str(arrays.pop('meta')))
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
         raise ValueError(

@@ -96,6 +96,13 @@ def test_gate_file_round_trip_and_merge(tmp_path):
             str(tmp_path / 'gate.pth'),
             str(tmp_path / 'other.pth'),
             gate_cfg=mlp_cfg)
+    # a gate on the tokens after encoder layer 1 reads other features
+    with pytest.raises(ValueError, match='does not match the trained gate'):
+        merge_gate(
+            str(tmp_path / 'parent.pth'),
+            str(tmp_path / 'gate.pth'),
+            str(tmp_path / 'other.pth'),
+            gate_cfg=dict(meta['gate_cfg'], input_depth=1))
 
 
 def test_a_trained_gate_of_another_shape_is_refused():

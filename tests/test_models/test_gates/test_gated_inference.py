@@ -57,7 +57,7 @@ def gated(single_thread):
         model.gate.head.bias.copy_(
             torch.tensor([0, -slope * c0, -1e9, -1e9, -slope * (c0 + c1)]))
         model.gate.trained.fill_(True)
-        exits, _ = model.gate_exits(
+        exits, _, _ = model.gate_exits(
             model.extract_feat(data['inputs']), data['data_samples'])
     assert sorted(exits.tolist()) == [2, 3, 3, 6]
     return model, data, exits
@@ -151,7 +151,7 @@ def test_multi_scale_gate_input():
     data = _batch(model)
     with torch.no_grad():
         feats = model.extract_feat(data['inputs'])
-        exits, _ = model.gate_exits(feats, data['data_samples'])
+        exits, _, _ = model.gate_exits(feats, data['data_samples'])
         gate_input = model.gate_input(feats, data['data_samples'], None, 3)
     assert gate_input.shape == (NUM_IMAGES, 3 * 64)
     assert torch.equal(exits, model.gate.predict(gate_input))
@@ -239,3 +239,63 @@ def test_gate_config_errors():
         cfg = Config.fromfile(TINY_GATED).model
         cfg.gate.exits = (2, 7)
         MODELS.build(cfg)
+
+
+def test_gate_after_the_first_encoder_layer():
+    """A gate reading the tokens after encoder layer 1: each image equals
+    its fixed exit and layer 1 runs once per image (the exits resume)."""
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(TINY_GATED).model
+    cfg.gate.update(input_depth=1)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    model.eval()
+    data = _batch(model)
+    decoder = model.panoptic_head.pixel_decoder
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+        feats = model.extract_feat(data['inputs'])
+        encoded = decoder.encode_layers(list(feats), 1)
+        _, fixed_tokens = next(
+            decoder.encoder.forward_exits(
+                exits=(1, ), **decoder._encoder_inputs(list(feats))))
+        torch.testing.assert_close(encoded, fixed_tokens)
+        gate_input = model.gate_input(feats, data['data_samples'], None, 1,
+                                      encoded)
+        projected_input = model.gate_input(feats, data['data_samples'])
+        assert not torch.allclose(gate_input, projected_input)
+        values = gate_input[:, 0].sort().values
+        _set_threshold_gate(model, (values[1] + values[2]) / 2, 2, 4)
+        calls = []
+        handle = decoder.encoder.layers[0].register_forward_hook(
+            lambda *args: calls.append(1))
+        try:
+            batch = model.predict(data['inputs'],
+                                  copy.deepcopy(data['data_samples']))
+            cls_scores, _ = model._forward(data['inputs'])
+        finally:
+            handle.remove()
+        # one predict and one tensor forward, each over one size group
+        assert len(calls) == 2
+        exits = [sample.metainfo['exit_layer'] for sample in batch]
+        assert sorted(exits) == [2, 2, 4, 4]
+        model.test_cfg['exit_layer'] = None
+        try:
+            for i, sample in enumerate(batch):
+                model.set_exit(exits[i])
+                fixed = _one_by_one(model, data, i)[0]
+                assert torch.equal(sample.pred_panoptic_seg.sem_seg,
+                                   fixed.pred_panoptic_seg.sem_seg)
+                fixed_cls, _ = model._forward(data['inputs'][i:i + 1])
+                torch.testing.assert_close(cls_scores[-1][i],
+                                           fixed_cls[-1][0])
+        finally:
+            model.test_cfg['exit_layer'] = 'gate'
+            model.set_exit(None)
+    with pytest.raises(ValueError, match='input_depth'):
+        MODELS.build(dict(cfg.gate, input_depth=3))
+    with pytest.raises(ValueError, match='cannot resume'):
+        next(
+            decoder.forward_exits(
+                list(feats), (2, ), resume=(3, decoder.encode_layers(
+                    list(feats), 3))))

@@ -233,6 +233,40 @@ def test_skipped_layers_are_not_run():
         assert calls == [2, 2, 2, 1, 0]
 
 
+@pytest.mark.parametrize('done', [1, 2, 3])
+def test_forward_exits_resume_after_the_first_layers(done):
+    decoder = _build(
+        num_layers_per_stage=(1, 2, 2),
+        residual=True,
+        exit_layers=(0, 1, 2, 3, 4, 5))
+    calls = []
+    for layer in decoder.encoder.layers:
+        layer.register_forward_hook(lambda *args: calls.append(1))
+    feats = _feats(64, 96, batch_size=2)
+    with torch.no_grad():
+        exits = [k for k in (1, 2, 3, 5) if k >= done]
+        expected = list(decoder.forward_exits(feats, exits))
+        tokens = decoder.encode_layers(feats, done)
+        calls.clear()
+        resumed = list(
+            decoder.forward_exits(feats, exits, resume=(done, tokens)))
+        # the first ``done`` layers are not run again
+        assert len(calls) == 5 - done
+        assert [k for k, _, _ in resumed] == exits
+        for (_, mask, multi), (_, ref_mask, ref_multi) in zip(
+                resumed, expected):
+            assert torch.equal(mask, ref_mask)
+            for out, ref in zip(multi, ref_multi):
+                assert torch.equal(out, ref)
+        # the gate input pools the encoded tokens of each scale
+        pooled = decoder.gate_features(feats, num_levels=3, encoded=tokens)
+        sizes = [f.shape[-2] * f.shape[-1] for f in feats[:0:-1]]
+        for i, level in enumerate(tokens.split(sizes, dim=1)):
+            torch.testing.assert_close(
+                pooled[:, i * EMBED_DIMS:(i + 1) * EMBED_DIMS],
+                level.mean(dim=1))
+
+
 def test_gate_features():
     decoder = _build()
     feats = _feats(batch_size=3)

@@ -75,6 +75,10 @@ _GATE_INPUT = ('model.gate_input: averages of the projected encoder scales '
                'img_shape, concatenated coarse to fine (gate_input_levels '
                'scales; the first feat_channels columns are the 1/32 scale, '
                "the authors' gate input)")
+_LAYER1_GATE_INPUT = (
+    'model.gate_input(..., encoded=pixel_decoder.encode_layers(feats, 1)): '
+    'the same averages of the tokens after the first encoder layer '
+    '(ExitGate(input_depth=1)); the exits resume from those tokens')
 _GROUND_TRUTH = ("segments_info of the split's panoptic ann_file and the PNG "
                  "at each image's seg_map_path, as CocoPanopticMetric("
                  'ann_file=...) evaluates them; predictions as its '
@@ -126,21 +130,34 @@ def derive_image(model: torch.nn.Module, data_batch: dict,
         seg_map_path (str): The image's ground-truth panoptic PNG.
 
     Returns:
-        dict: ``image_id``; ``gate_input``, shape (C, ), float32; ``pq``,
-        ``sq``, ``rq``, each of shape (E, 3) (groups All / Things / Stuff).
+        dict: ``image_id``; ``gate_input`` and ``layer1_gate_input`` (the
+        tokens after the first encoder layer pooled alike), each of shape
+        (C, ), float32; ``pq``, ``sq``, ``rq``, each of shape (E, 3)
+        (groups All / Things / Stuff).
     """
     data = model.data_preprocessor(data_batch, False)
     feats = model.extract_feat(data['inputs'])
-    projected = model.panoptic_head.pixel_decoder.project_inputs(feats)
-    gate_input = model.gate_input(feats, data['data_samples'], projected,
-                                  len(projected))
+    pixel_decoder = model.panoptic_head.pixel_decoder
+    projected = pixel_decoder.project_inputs(feats)
+    encoded = pixel_decoder.encode_layers(feats, 1, projected)
+    gate_inputs = [
+        model.gate_input(feats, data['data_samples'], projected,
+                         len(projected), tokens)
+        for tokens in (None, encoded)
+    ]
     outputs = model.predict_exits_by_feat(
-        feats, data['data_samples'], exits, projected=projected)
+        feats,
+        data['data_samples'],
+        exits,
+        projected=projected,
+        resume=(1, encoded) if min(exits) >= 1 else None)
     tables = evaluator.evaluate(
         image_id, seg_map_path,
         [outputs[k][0].pred_panoptic_seg for k in exits])
     row = dict(
-        image_id=image_id, gate_input=gate_input[0].float().cpu().numpy())
+        image_id=image_id,
+        gate_input=gate_inputs[0][0].float().cpu().numpy(),
+        layer1_gate_input=gate_inputs[1][0].float().cpu().numpy())
     for j, name in enumerate(METRICS):
         row[name] = tables[:, :, j]
     return row
@@ -277,6 +294,7 @@ class DeriveExitDatasetLoop(BaseLoop):
                 checkpoint=dict(
                     path=checkpoint, sha256=checkpoint_sha256(checkpoint)),
                 gate_input=_GATE_INPUT,
+                layer1_gate_input=_LAYER1_GATE_INPUT,
                 gate_input_levels=model.panoptic_head.pixel_decoder.
                 num_encoder_levels,
                 ground_truth=_GROUND_TRUTH,
@@ -348,6 +366,8 @@ class DeriveExitDatasetLoop(BaseLoop):
             sq=np.stack([row['sq'] for row in rows]),
             rq=np.stack([row['rq'] for row in rows]),
             gate_inputs=np.stack([row['gate_input'] for row in rows]),
+            layer1_gate_inputs=np.stack(
+                [row['layer1_gate_input'] for row in rows]),
             meta=self.meta).save(osp.join(self.parts_dir, name))
 
     def _merge(self) -> ExitDataset:

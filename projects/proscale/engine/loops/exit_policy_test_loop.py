@@ -116,6 +116,10 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
         # the widest gate input; each gate reads its first in_channels
         self.gate_input_levels = max(
             [gate.input_levels for gate in self.gates.values()], default=1)
+        # the encoder depths some gate reads its input after
+        self.gate_input_depths = sorted(
+            {gate.input_depth
+             for gate in self.gates.values()} | {0})
         # every batch is decoded at every exit some policy can pick
         self.decoded_exits = sorted(
             set(self.exits).union(*(gate.exits
@@ -168,11 +172,14 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
             exit_utility(quality, self.exits, self.oracle_beta))
         return [self.exits[j] for j in best.tolist()]
 
-    def _policy_exits(self, gate_input: Tensor) -> Dict[str, List[int]]:
-        """Every policy's exit for every image of a batch."""
-        num_images = len(gate_input)
+    def _policy_exits(self,
+                      gate_inputs: Dict[int, Tensor]) -> Dict[str, List[int]]:
+        """Every policy's exit for every image of a batch, each gate given
+        the gate input of its ``input_depth`` (a key of ``gate_inputs``)."""
+        num_images = len(gate_inputs[0])
         choices = {fixed_exit_policy(k): [k] * num_images for k in self.exits}
         for name, gate in self.gates.items():
+            gate_input = gate_inputs[gate.input_depth]
             choices[name] = gate.to(gate_input.device).predict(
                 gate_input[:, :gate.in_channels]).tolist()
         return choices
@@ -196,11 +203,15 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
             index = index.tolist()
             group_samples = [samples[i] for i in index]
             feats = model.extract_feat(inputs)
-            projected = model.panoptic_head.pixel_decoder.project_inputs(
-                list(feats))
-            group_choices = self._policy_exits(
-                model.gate_input(feats, group_samples, projected,
-                                 self.gate_input_levels))
+            pixel_decoder = model.panoptic_head.pixel_decoder
+            projected = pixel_decoder.project_inputs(list(feats))
+            group_choices = self._policy_exits({
+                depth: model.gate_input(
+                    feats, group_samples, projected, self.gate_input_levels,
+                    pixel_decoder.encode_layers(list(feats), depth, projected)
+                    if depth else None)
+                for depth in self.gate_input_depths
+            })
             group_outputs = model.predict_exits_by_feat(
                 feats, group_samples, self.decoded_exits, projected=projected)
             if self.quality_evaluator is not None:

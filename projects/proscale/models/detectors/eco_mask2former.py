@@ -319,7 +319,8 @@ class EcoMask2Former(GatedInferenceMixin, Mask2Former):
             batch_data_samples: SampleList,
             exits: Optional[Iterable[int]] = None,
             rescale: bool = True,
-            projected: Optional[List[Tensor]] = None
+            projected: Optional[List[Tensor]] = None,
+            resume: Optional[Tuple[int, Tensor]] = None
     ) -> Dict[int, SampleList]:
         """Like :meth:`predict_exits`, from given backbone (and neck)
         features, so callers can reuse them (e.g. for the gate's input).
@@ -336,6 +337,10 @@ class EcoMask2Former(GatedInferenceMixin, Mask2Former):
             projected (list[Tensor], optional): The pixel decoder's
                 ``project_inputs(feats)`` when the caller has them (e.g.
                 from the gate input); None computes them.
+            resume (tuple[int, Tensor], optional): ``(d, tokens)``, the
+                tokens after the first ``d`` encoder layers
+                (``pixel_decoder.encode_layers``), not run again; every exit
+                must be ``>= d``.
 
         Returns:
             dict[int, list[:obj:`DetDataSample`]]: See
@@ -345,7 +350,7 @@ class EcoMask2Former(GatedInferenceMixin, Mask2Former):
         results = {}
         for exit_layer, mask_feature, multi_scale_features in (
                 self.panoptic_head.pixel_decoder.forward_exits(
-                    feats, exits, projected)):
+                    feats, exits, projected, resume)):
             data_samples = batch_data_samples if len(exits) == 1 else [
                 data_sample.clone() for data_sample in batch_data_samples
             ]

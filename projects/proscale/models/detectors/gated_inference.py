@@ -6,7 +6,10 @@ when ``test_cfg.exit_layer='gate'``: backbone, the pixel decoder's input
 projection, the exit gate on each image's pooled projected 1/32 features
 (``pixel_decoder.gate_features``, averaged over the image's own area), then
 encoder (reusing the projection), transformer decoder and post-processing
-per exit.
+per exit. A gate with ``input_depth`` = d > 0 reads the tokens after the
+first ``d`` encoder layers (``pixel_decoder.encode_layers``), which run on
+the whole group before the gate; every exit then resumes from them, so they
+run once per image as at a fixed exit.
 
 Each image runs exactly as it would alone. Images of different sizes are
 split first: each group of equal size runs from the batch tensor cropped to
@@ -112,10 +115,11 @@ class GatedInferenceMixin:
                    feats: Sequence[Tensor],
                    data_samples: Optional[SampleList] = None,
                    projected: Optional[List[Tensor]] = None,
-                   num_levels: int = 1) -> Tensor:
+                   num_levels: int = 1,
+                   encoded: Optional[Tensor] = None) -> Tensor:
         """The gate input of every image: its projected 1/32 features (and
-        with ``num_levels`` > 1 those of finer scales) averaged over its own
-        area.
+        with ``num_levels`` > 1 those of finer scales), or its tokens after
+        the first encoder layers, averaged over its own area.
 
         Args:
             feats (Sequence[Tensor]): Backbone (and neck) features, each of
@@ -127,19 +131,22 @@ class GatedInferenceMixin:
                 ``project_inputs(feats)``, reused when given.
             num_levels (int): Encoder scales pooled, coarse to fine.
                 Defaults to 1.
+            encoded (Tensor, optional): The pixel decoder's
+                ``encode_layers(feats, d)``, shape (B, N, C), pooled instead
+                of the projected features.
 
         Returns:
             Tensor: Pooled features, shape (B, num_levels * C).
         """
         shapes = None if data_samples is None else valid_shapes(data_samples)
         return self.panoptic_head.pixel_decoder.gate_features(
-            list(feats), shapes, projected, num_levels)
+            list(feats), shapes, projected, num_levels, encoded)
 
     def gate_exits(
         self,
         feats: Sequence[Tensor],
         data_samples: Optional[SampleList] = None
-    ) -> Tuple[Tensor, List[Tensor]]:
+    ) -> Tuple[Tensor, List[Tensor], Optional[Tuple[int, Tensor]]]:
         """Let the gate pick every image's exit.
 
         Args:
@@ -149,10 +156,11 @@ class GatedInferenceMixin:
                 data samples (see :meth:`gate_input`).
 
         Returns:
-            tuple[Tensor, list[Tensor]]: The chosen exits (numbers of
-            encoder layers), shape (B, ), int64, and the pixel decoder's
-            projected encoder inputs (``project_inputs``), for the encoder
-            to reuse.
+            tuple: The chosen exits (numbers of encoder layers), shape
+            (B, ), int64; the pixel decoder's projected encoder inputs
+            (``project_inputs``) and, for a gate with ``input_depth`` =
+            d > 0, ``(d, tokens)`` with the tokens after ``d`` encoder
+            layers (B, N, C) (None otherwise), for the encoder to reuse.
         """
         if self.gate is None:
             raise ValueError('this model has no gate (model.gate is None)')
@@ -161,11 +169,23 @@ class GatedInferenceMixin:
                 'the exit gate has no trained weights: load a checkpoint '
                 'with the gate merged in (tools/eco/merge_gate.py PARENT '
                 'GATE.pth --out MERGED.pth)')
-        projected = self.panoptic_head.pixel_decoder.project_inputs(
-            list(feats))
+        pixel_decoder = self.panoptic_head.pixel_decoder
+        projected = pixel_decoder.project_inputs(list(feats))
+        resume = None
+        if self.gate.input_depth > 0:
+            resume = (self.gate.input_depth,
+                      pixel_decoder.encode_layers(
+                          list(feats), self.gate.input_depth, projected))
         gate_input = self.gate_input(feats, data_samples, projected,
-                                     self.gate.input_levels)
-        return self.gate.predict(gate_input), projected
+                                     self.gate.input_levels,
+                                     None if resume is None else resume[1])
+        return self.gate.predict(gate_input), projected, resume
+
+    @staticmethod
+    def _resume_rows(resume: Optional[Tuple[int, Tensor]],
+                     index: Tensor) -> Optional[Tuple[int, Tensor]]:
+        """The encoder state of some images of the batch."""
+        return None if resume is None else (resume[0], resume[1][index])
 
     def own_size_groups(
             self, batch_inputs: Tensor,
@@ -245,14 +265,15 @@ class GatedInferenceMixin:
                 batch_inputs, batch_data_samples):
             samples = [batch_data_samples[i] for i in size_index.tolist()]
             feats = self.extract_feat(inputs)
-            exits, projected = self.gate_exits(feats, samples)
+            exits, projected, resume = self.gate_exits(feats, samples)
             for exit_layer, index in self.exit_groups(exits):
                 group_samples = [samples[i] for i in index.tolist()]
                 self.predict_exits_by_feat(
                     [feat[index] for feat in feats],
                     group_samples, [exit_layer],
                     rescale,
-                    projected=[level[index] for level in projected])
+                    projected=[level[index] for level in projected],
+                    resume=self._resume_rows(resume, index))
                 for data_sample in group_samples:
                     data_sample.set_metainfo(dict(exit_layer=exit_layer))
         return batch_data_samples
@@ -280,12 +301,13 @@ class GatedInferenceMixin:
         """
         feats = self.extract_feat(batch_inputs)
         outputs = None
-        exits, projected = self.gate_exits(feats, batch_data_samples)
+        exits, projected, resume = self.gate_exits(feats, batch_data_samples)
         for exit_layer, index in self.exit_groups(exits):
             _, mask_feature, multi_scale_features = next(
                 self.panoptic_head.pixel_decoder.forward_exits(
                     [feat[index] for feat in feats], [exit_layer],
-                    [level[index] for level in projected]))
+                    [level[index] for level in projected],
+                    self._resume_rows(resume, index)))
             group_samples = None if batch_data_samples is None else [
                 batch_data_samples[i] for i in index.tolist()
             ]

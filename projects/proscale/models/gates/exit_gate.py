@@ -21,7 +21,10 @@ class ExitGate(BaseModule):
     (Linear-ReLU-Linear). With ``input_levels`` > 1 (beyond the paper) its
     input is the pooled projected tokens of that many encoder scales,
     concatenated coarse to fine (e.g. 1/32, 1/16 and 1/8 for 3), which the
-    encoder computes anyway.
+    encoder computes anyway. With ``input_depth`` = d > 0 (beyond the paper)
+    it reads the tokens after the first ``d`` encoder layers instead; the
+    chosen exits (all ``>= d``) then continue from them, so those layers
+    still run once per image.
 
     The boolean buffer ``trained`` is saved with the weights; it is False
     until a gate training sets it, so a model loaded from a checkpoint
@@ -37,6 +40,9 @@ class ExitGate(BaseModule):
         input_levels (int): Encoder scales pooled into the input, coarse to
             fine; ``in_channels`` counts all of them. Defaults to 1 (the
             1/32 scale, the authors' input).
+        input_depth (int): Encoder layers run before the gate reads the
+            tokens, at most the shallowest exit. Defaults to 0 (the
+            projected tokens, the authors' input).
         init_cfg (dict or list[dict], optional): Initialization config.
             Defaults to None.
     """
@@ -46,6 +52,7 @@ class ExitGate(BaseModule):
                  in_channels: int = 256,
                  hidden_channels: Optional[int] = None,
                  input_levels: int = 1,
+                 input_depth: int = 0,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if isinstance(input_levels, bool) or not isinstance(
@@ -57,6 +64,12 @@ class ExitGate(BaseModule):
         self.input_levels = input_levels
         self.register_buffer(
             'exit_layers', check_exits(exits).long(), persistent=False)
+        if isinstance(input_depth, bool) or not isinstance(
+                input_depth, int) or not 0 <= input_depth <= min(self.exits):
+            raise ValueError(
+                f'input_depth={input_depth!r}: expected an int from 0 to '
+                f'the shallowest exit {min(self.exits)}')
+        self.input_depth = input_depth
         self.register_buffer('trained', torch.tensor(False))
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels

@@ -101,9 +101,11 @@ def merge_gate(parent_path: str,
     if gate_cfg is not None:
         configured = MODELS.build(dict(gate_cfg))
         if (configured.exits, configured.in_channels,
-                configured.hidden_channels, configured.input_levels) != (
-                    gate.exits, gate.in_channels, gate.hidden_channels,
-                    gate.input_levels):
+                configured.hidden_channels, configured.input_levels,
+                configured.input_depth) != (gate.exits, gate.in_channels,
+                                            gate.hidden_channels,
+                                            gate.input_levels,
+                                            gate.input_depth):
             raise ValueError(
                 f'model.gate {dict(gate_cfg)} does not match the trained '
                 f"gate in {gate_path} ({meta['gate_cfg']})")

@@ -188,6 +188,7 @@ class ProScaleTransformerEncoder(Mask2FormerTransformerEncoder):
                       spatial_shapes: Tensor,
                       level_start_index: Tensor, valid_ratios: Tensor,
                       reference_points: Tensor, exits: Iterable[int],
+                      resume: Optional[Tuple[int, Tensor]] = None,
                       **kwargs) -> Iterator[Tuple[int, Tensor]]:
         """Run the layers once and yield the tokens at every exit.
 
@@ -197,17 +198,25 @@ class ProScaleTransformerEncoder(Mask2FormerTransformerEncoder):
                 :meth:`forward`.
             exits (Iterable[int]): Exits ``k`` (number of layers run),
                 ``0 <= k <= num_layers``.
+            resume (tuple[int, Tensor], optional): ``(d, memory)``, the
+                tokens this method yielded at exit ``d`` for the same
+                inputs: the first ``d`` layers are not run again, and every
+                exit must be ``>= d``. None starts from ``query``.
 
         Yields:
             tuple[int, Tensor]: ``(k, memory)`` in increasing ``k``, memory
             of shape (bs, num_queries, dim) holding all ``L`` scales.
         """
         pending = list(self.check_exits(exits))
+        done, resumed = (0, query) if resume is None else resume
+        if pending and pending[0] < done:
+            raise ValueError(f'exits {pending} cannot resume after {done} '
+                             'encoder layers')
         level_ends = level_start_index + spatial_shapes.prod(1)
         memory = query[:, :0]
         layer_idx = 0
-        if pending and pending[0] == 0:
-            yield 0, query
+        if pending and pending[0] == done:
+            yield done, resumed
             pending.pop(0)
         for stage, num_layers in enumerate(self.num_layers_per_stage):
             if not pending:
@@ -218,6 +227,11 @@ class ProScaleTransformerEncoder(Mask2FormerTransformerEncoder):
             residual = query[:, :end] if (
                 self.residual and num_levels < self.num_levels) else None
             for _ in range(num_layers):
+                if layer_idx < done:
+                    layer_idx += 1
+                    if layer_idx == done:
+                        memory = resumed[:, :end]
+                    continue
                 memory = self.layers[layer_idx](
                     query=memory,
                     query_pos=query_pos[:, :end],

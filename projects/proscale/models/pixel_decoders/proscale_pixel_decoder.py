@@ -293,8 +293,9 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
                       feats: List[Tensor],
                       valid_shapes: Optional[Tensor] = None,
                       projected: Optional[List[Tensor]] = None,
-                      num_levels: int = 1) -> Tensor:
-        """Pooled projected tokens, the input of an exit gate.
+                      num_levels: int = 1,
+                      encoded: Optional[Tensor] = None) -> Tensor:
+        """Pooled projected (or encoded) tokens, the input of an exit gate.
 
         Args:
             feats (list[Tensor]): Backbone features, each (B, C_i, H_i, W_i).
@@ -309,23 +310,57 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
             num_levels (int): How many encoder scales to pool, coarse to
                 fine: 1 is the 1/32 scale alone (the authors' gate input),
                 ``num_encoder_levels`` every scale. Defaults to 1.
+            encoded (Tensor, optional): Tokens after the first encoder
+                layers (:meth:`encode_layers`), shape (B, N, C), pooled
+                instead of the projected ones.
 
         Returns:
             Tensor: The averages of the projected (1x1 conv + norm, no
-            position or level embedding) scales, concatenated coarse to
-            fine, shape (B, num_levels * feat_channels).
+            position or level embedding) or encoded scales, concatenated
+            coarse to fine, shape (B, num_levels * feat_channels).
         """
         if not 1 <= num_levels <= self.num_encoder_levels:
             raise ValueError(f'num_levels={num_levels!r}: expected 1 to '
                              f'{self.num_encoder_levels}')
-        pooled = []
+        pooled, start = [], 0
         for i in range(num_levels):
             level = self.num_input_levels - i - 1
-            tokens = projected[i] if projected is not None else \
-                self.input_convs[i](feats[level])
+            if encoded is not None:
+                height, width = feats[level].shape[-2:]
+                tokens = encoded[:, start:start + height * width].transpose(
+                    1, 2).reshape(len(encoded), -1, height, width)
+                start += height * width
+            elif projected is not None:
+                tokens = projected[i]
+            else:
+                tokens = self.input_convs[i](feats[level])
             pooled.append(
                 self._pool_valid(tokens, valid_shapes, self.strides[level]))
         return torch.cat(pooled, dim=1)
+
+    def encode_layers(self,
+                      feats: List[Tensor],
+                      num_layers: int,
+                      projected: Optional[List[Tensor]] = None) -> Tensor:
+        """The tokens after the first ``num_layers`` encoder layers.
+
+        :meth:`forward_exits` resumes from them (``resume=(num_layers,
+        tokens)``) without running those layers again.
+
+        Args:
+            feats (list[Tensor]): Backbone features, each (B, C_i, H_i, W_i).
+            num_layers (int): Encoder layers to run, ``0 <= num_layers <=
+                num_layers`` of the encoder.
+            projected (list[Tensor], optional): :meth:`project_inputs` of
+                ``feats``; None projects them here.
+
+        Returns:
+            Tensor: Tokens of all scales, coarse to fine, shape (B, N, C).
+        """
+        inputs = self._encoder_inputs(feats, projected)
+        _, memory = next(
+            self.encoder.forward_exits(exits=(num_layers, ), **inputs))
+        return memory
 
     @staticmethod
     def _pool_valid(tokens: Tensor, valid_shapes: Optional[Tensor],
@@ -454,18 +489,21 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
         self,
         feats: List[Tensor],
         exits: Iterable[int],
-        projected: Optional[List[Tensor]] = None
+        projected: Optional[List[Tensor]] = None,
+        resume: Optional[Tuple[int, Tensor]] = None
     ) -> Iterator[Tuple[int, Tensor, List[Tensor]]]:
         """:meth:`forward_exits` without the check against exit_layers."""
         inputs = self._encoder_inputs(feats, projected)
-        for k, memory in self.encoder.forward_exits(exits=exits, **inputs):
+        for k, memory in self.encoder.forward_exits(
+                exits=exits, resume=resume, **inputs):
             yield (k, ) + self._decode(feats, memory, inputs['spatial_shapes'])
 
     def forward_exits(
         self,
         feats: List[Tensor],
         exits: Optional[Iterable[int]] = None,
-        projected: Optional[List[Tensor]] = None
+        projected: Optional[List[Tensor]] = None,
+        resume: Optional[Tuple[int, Tensor]] = None
     ) -> Iterator[Tuple[int, Tensor, List[Tensor]]]:
         """Run the encoder once and decode at several exits.
 
@@ -476,6 +514,9 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
             projected (list[Tensor], optional): :meth:`project_inputs` of
                 ``feats`` when the caller already has them (e.g. from the
                 exit gate's input); None projects them here.
+            resume (tuple[int, Tensor], optional): ``(d, tokens)`` with
+                ``tokens`` = :meth:`encode_layers` ``(feats, d)``: the first
+                ``d`` layers are not run again (every exit ``>= d``).
 
         Yields:
             tuple[int, Tensor, list[Tensor]]: ``(k, mask_feature,
@@ -487,7 +528,7 @@ class ProScalePixelDecoder(MSDeformAttnPixelDecoder):
         if invalid:
             raise ValueError(f'Exit layer(s) {invalid} not among the valid '
                              f'exits {self._exit_layers}.')
-        return self._forward_exits(feats, exits, projected)
+        return self._forward_exits(feats, exits, projected, resume)
 
     def forward(self, feats: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         """Encode and decode, stopping after :attr:`exit_layer` layers.
