@@ -14,7 +14,8 @@ import os
 import os.path as osp
 import sys
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import (Any, Callable, Dict, Iterator, List, Optional,
+                    Sequence)
 
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
@@ -201,26 +202,32 @@ def parse_launcher_args(
     return args
 
 
-def non_negative_int(text: str) -> int:
-    """``argparse`` type of options that take a count >= 0.
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """``argparse`` type of options that take an integer >= ``minimum``.
 
     Args:
-        text (str): The option's value.
+        minimum (int): The smallest value accepted.
 
     Returns:
-        int: The count.
-
-    Raises:
-        argparse.ArgumentTypeError: If ``text`` is not an integer >= 0.
+        Callable[[str], int]: Parses the option's text; raises
+        ``argparse.ArgumentTypeError`` naming the value otherwise.
     """
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(
-            f'must be an integer >= 0, got {text!r}')
-    return value
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f'must be an integer >= {minimum}, got {text!r}')
+        return value
+
+    return parse
+
+
+non_negative_int = int_at_least(0)
+positive_int = int_at_least(1)
 
 
 def add_flops_images_argument(parser: argparse.ArgumentParser,
@@ -238,28 +245,6 @@ def add_flops_images_argument(parser: argparse.ArgumentParser,
         default=DEFAULT_FLOPS_IMAGES,
         help='average the GFLOPs of each exit over this many test images '
         f'(default: {DEFAULT_FLOPS_IMAGES}; 0 {zero_means})')
-
-
-def positive_int(text: str) -> int:
-    """``argparse`` type of options that take a size or count >= 1.
-
-    Args:
-        text (str): The option's value.
-
-    Returns:
-        int: The value.
-
-    Raises:
-        argparse.ArgumentTypeError: If ``text`` is not an integer >= 1.
-    """
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f'must be an integer >= 1, got {text!r}')
-    return value
 
 
 def check_checkpoint(path: str) -> None:
