@@ -139,3 +139,14 @@ def test_rejects_an_encoder_without_exits():
 
 def test_registered():
     assert MODELS.get('EcoDINO') is EcoDINO
+
+
+@torch.no_grad()
+def test_no_gated_inference(eco_dino, single_thread):
+    data = _batch(eco_dino)
+    eco_dino.test_cfg['exit_layer'] = 'gate'
+    try:
+        with pytest.raises(ValueError, match='no gated inference'):
+            eco_dino.predict(data['inputs'], data['data_samples'])
+    finally:
+        eco_dino.test_cfg['exit_layer'] = None

@@ -156,10 +156,10 @@ class EarlyExitMixin:
             :attr:`exit_loss_weights` and summed over exits when that is
             set, and multiplied by :attr:`loss_weight`.
         """
-        feats = self.extract_feat(batch_inputs)
         weights = self.exit_loss_weights
         exits = None if weights is None else self.check_exits(
             weights, 'exit_loss_weights')
+        feats = self.extract_feat(batch_inputs)
         losses: Dict[str, Tensor] = {}
         self.exit_losses = {}
         for exit_layer, exit_losses in self.loss_exits_by_feat(
