@@ -37,7 +37,8 @@ def early_exit_model(model: nn.Module, user: str,
     ]
     if missing:
         raise TypeError(
-            f"{user} needs an early-exit model such as 'EcoMask2Former' "
+            f"{user} needs an early-exit model such as 'EcoMask2Former' or "
+            "'EcoDINO' "
             f"({', '.join(missing)} missing), got "
             f"'{type(model).__name__}' (model.type in the config)")
     return model

@@ -108,8 +108,8 @@ class ExitSamplingHook(Hook):
     Before each iteration the hook draws ``exits_per_iter`` distinct exits
     from ``exits`` (deterministically from the seed and the iteration, so
     all DDP ranks agree and ``--resume`` continues the same sequence) and
-    configures the ``EcoMask2Former`` model. ``sampling`` says how alpha_k
-    acts:
+    configures the early-exit model (``EarlyExitMixin``: ``EcoMask2Former``,
+    ``EcoDINO``). ``sampling`` says how alpha_k acts:
 
     - ``'uniform'``: every exit is equally likely and its loss is weighted
       by alpha_k, as below;

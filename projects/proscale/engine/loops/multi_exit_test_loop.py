@@ -36,7 +36,8 @@ def split_exit_metrics(metrics: Dict[str, float]) -> Dict[int, dict]:
 class MultiExitTestLoop(MultiEvaluatorTestLoop):
     """Test loop that evaluates several encoder exits in one pass.
 
-    For every batch the model (an ``EcoMask2Former``) runs the backbone and
+    For every batch the model (an ``EarlyExitMixin`` detector such as
+    ``EcoMask2Former`` or ``EcoDINO``) runs the backbone and
     the encoder once and decodes at every exit (``predict_exits``); each
     exit's predictions go to its own copy of the test evaluator. The hooks
     (``after_test_iter``: visualisation, result dumping) see the deepest

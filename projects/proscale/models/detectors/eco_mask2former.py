@@ -1,24 +1,22 @@
 # Copyright (c) The proscale Authors. All rights reserved.
 """ECO-M2F: Mask2Former with an early-exit encoder."""
-from typing import (Any, Callable, Dict, Iterable, List, Optional, Tuple,
-                    TypeVar, Union)
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from mmdet.models.detectors import Mask2Former
-from mmdet.models.utils import reweight_loss_dict
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
 
 from ..dense_heads import EcoMask2FormerHead, PixelDecoderOutput
-from .gated_inference import GATE_EXIT, GatedInferenceMixin
+from .early_exit import EarlyExitMixin, ExitLosses
+from .gated_inference import GatedInferenceMixin
 
 _EARLY_EXIT_API = ('exit_layer', 'exit_layers', 'num_layers', 'forward_exits')
-_T = TypeVar('_T')
 
 
 @MODELS.register_module()
-class EcoMask2Former(GatedInferenceMixin, Mask2Former):
+class EcoMask2Former(GatedInferenceMixin, EarlyExitMixin, Mask2Former):
     """Mask2Former whose encoder (the pixel decoder) can exit early.
 
     Implements the parent model of `ECO-M2F
@@ -111,12 +109,8 @@ class EcoMask2Former(GatedInferenceMixin, Mask2Former):
                 f'({", ".join(missing)} missing); use e.g. '
                 "'EarlyExitMSDeformAttnPixelDecoder' or "
                 "'ProScalePixelDecoder'")
-        self.loss_weight = 1.0
-        self.exit_loss_weights: Optional[Dict[int, float]] = None
-        self.exit_losses: Dict[int, Tensor] = {}
         self.build_gate(gate)
-        if self.test_exit_layer not in (None, GATE_EXIT):
-            self.check_exits([self.test_exit_layer], 'test_cfg.exit_layer')
+        self.init_early_exit(gated=True)
 
     @property
     def exit_layers(self) -> Tuple[int, ...]:
@@ -124,94 +118,46 @@ class EcoMask2Former(GatedInferenceMixin, Mask2Former):
         return tuple(self.panoptic_head.pixel_decoder.exit_layers)
 
     @property
-    def current_exit(self) -> int:
-        """int: Number of encoder layers a plain forward runs now."""
-        pixel_decoder = self.panoptic_head.pixel_decoder
-        if pixel_decoder.exit_layer is None:
-            return pixel_decoder.num_layers
-        return pixel_decoder.exit_layer
+    def num_encoder_layers(self) -> int:
+        """int: Depth of the encoder (the pixel decoder's)."""
+        return self.panoptic_head.pixel_decoder.num_layers
 
     @property
-    def test_exit_layer(self) -> Optional[Union[int, str]]:
-        """int | str, optional: The exit fixed by ``test_cfg.exit_layer``,
-        or ``'gate'`` for gated inference."""
-        return (self.test_cfg or {}).get('exit_layer')
+    def encoder_exit(self) -> Optional[int]:
+        """int | None: The pixel decoder's exit; None runs all layers."""
+        return self.panoptic_head.pixel_decoder.exit_layer
 
-    def check_exits(self,
-                    exits: Iterable[int],
-                    name: str = 'exits') -> List[int]:
-        """Check exits against :attr:`exit_layers`.
-
-        Args:
-            exits (Iterable[int]): Requested exits.
-            name (str): How to name them in the error message.
-
-        Returns:
-            list[int]: The exits, sorted and without duplicates.
-
-        Raises:
-            ValueError: If ``exits`` is empty or holds an invalid exit.
-        """
-        exits = list(exits)
-        invalid = [k for k in exits if k not in self.exit_layers]
-        if invalid or not exits:
-            raise ValueError(
-                f'{name}={exits!r}: every exit must be one of the pixel '
-                f'decoder\'s exit_layers {self.exit_layers}')
-        return sorted(set(exits))
-
-    def set_exit(self, exit_layer: Optional[int]) -> None:
-        """Make plain forwards run ``exit_layer`` encoder layers.
-
-        Args:
-            exit_layer (int, optional): One of :attr:`exit_layers`, or None
-                for all layers.
-        """
-        if exit_layer is not None:
-            self.check_exits([exit_layer], 'exit_layer')
+    @encoder_exit.setter
+    def encoder_exit(self, exit_layer: Optional[int]) -> None:
         self.panoptic_head.pixel_decoder.exit_layer = exit_layer
 
-    def loss(self, batch_inputs: Tensor,
-             batch_data_samples: SampleList) -> Dict[str, Tensor]:
-        """Compute the losses at the current exit or at several exits.
+    def loss_exits_by_feat(self, feats: Tuple[Tensor],
+                           batch_data_samples: SampleList,
+                           exits: Optional[List[int]]) -> ExitLosses:
+        """Compute Mask2Former's losses at one or several exits.
 
         Args:
-            batch_inputs (Tensor): Input images of shape (B, C, H, W).
+            feats (tuple[Tensor]): Multi-scale features from
+                :meth:`extract_feat`, each of shape (B, C_i, H_i, W_i).
             batch_data_samples (list[:obj:`DetDataSample`]): The batch data
                 samples with ``gt_instances`` and ``gt_sem_seg``.
+            exits (list[int], optional): Exits to decode from one encoder
+                pass (``forward_exits``), increasing; None decodes the
+                current exit.
 
-        Returns:
-            dict[str, Tensor]: Mask2Former's loss terms, weighted by
-            :attr:`exit_loss_weights` and summed over exits when that is
-            set, and multiplied by :attr:`loss_weight`.
+        Yields:
+            tuple[int, dict[str, Tensor]]: ``(k, losses)`` of each exit,
+            unweighted.
         """
-        feats = self.extract_feat(batch_inputs)
-        if self.exit_loss_weights is None:
-            losses = self.panoptic_head.loss(feats, batch_data_samples)
-            self.exit_losses = {self.current_exit: self._total(losses)}
-            return reweight_loss_dict(losses, self.loss_weight)
-
-        weights = self.exit_loss_weights
-        exits = self.check_exits(weights, 'exit_loss_weights')
-        losses: Dict[str, Tensor] = {}
-        self.exit_losses = {}
+        if exits is None:
+            yield self.current_exit, self.panoptic_head.loss(
+                feats, batch_data_samples)
+            return
         for exit_layer, mask_feature, multi_scale_features in (
                 self.panoptic_head.pixel_decoder.forward_exits(feats, exits)):
-            exit_losses = self.panoptic_head.loss(
+            yield exit_layer, self.panoptic_head.loss(
                 PixelDecoderOutput(mask_feature, multi_scale_features),
                 batch_data_samples)
-            self.exit_losses[exit_layer] = self._total(exit_losses)
-            exit_losses = reweight_loss_dict(exit_losses, weights[exit_layer])
-            for name, value in exit_losses.items():
-                losses[name] = losses[name] + value if name in losses \
-                    else value
-        return reweight_loss_dict(losses, self.loss_weight)
-
-    def _total(self, losses: Dict[str, Tensor]) -> Tensor:
-        """Return the detached sum of the loss terms, as the optimiser sees
-        it without weights."""
-        total, _ = self.parse_losses(losses)
-        return total.detach()
 
     def predict(self,
                 batch_inputs: Tensor,
@@ -256,62 +202,6 @@ class EcoMask2Former(GatedInferenceMixin, Mask2Former):
         """
         return self._at_test_exit(super()._forward, self.forward_gated,
                                   batch_inputs, batch_data_samples)
-
-    def _at_test_exit(self, fixed: Callable[..., _T], gated: Callable[..., _T],
-                      *args: Any) -> _T:
-        """Run an inference path at the exit ``test_cfg.exit_layer`` asks
-        for; :meth:`predict` and :meth:`_forward` both go through here.
-
-        Args:
-            fixed (Callable): The path for one exit for the whole batch
-                (Mask2Former's), run with the pixel decoder's exit set to an
-                integer ``test_cfg.exit_layer`` (restored afterwards), or at
-                the exit of :meth:`set_exit` when that is None.
-            gated (Callable): The gated path, run when
-                ``test_cfg.exit_layer='gate'``.
-            *args: The arguments of both paths.
-
-        Returns:
-            The result of the path that ran.
-        """
-        exit_layer = self.test_exit_layer
-        if exit_layer == GATE_EXIT:
-            return gated(*args)
-        if exit_layer is None:
-            return fixed(*args)
-        pixel_decoder = self.panoptic_head.pixel_decoder
-        previous = pixel_decoder.exit_layer
-        self.set_exit(exit_layer)
-        try:
-            return fixed(*args)
-        finally:
-            pixel_decoder.exit_layer = previous
-
-    def predict_exits(self,
-                      batch_inputs: Tensor,
-                      batch_data_samples: SampleList,
-                      exits: Optional[Iterable[int]] = None,
-                      rescale: bool = True) -> Dict[int, SampleList]:
-        """Predict at several exits with one backbone and encoder pass.
-
-        Args:
-            batch_inputs (Tensor): Input images of shape (B, C, H, W).
-            batch_data_samples (list[:obj:`DetDataSample`]): The batch data
-                samples.
-            exits (Iterable[int], optional): Exits to decode; defaults to
-                :attr:`exit_layers`.
-            rescale (bool): Whether to rescale the results to the original
-                image size. Defaults to True.
-
-        Returns:
-            dict[int, list[:obj:`DetDataSample`]]: For each exit, the
-            predictions as :meth:`predict` gives them at that exit. With
-            one exit these are ``batch_data_samples`` themselves, otherwise
-            copies of them.
-        """
-        feats = self.extract_feat(batch_inputs)
-        return self.predict_exits_by_feat(feats, batch_data_samples, exits,
-                                          rescale)
 
     def predict_exits_by_feat(
             self,
