@@ -127,6 +127,22 @@ def synthetic_cfg_options(synthetic_data_root: str) -> List[str]:
     return _synthetic_cfg_options(synthetic_data_root)
 
 
+@pytest.fixture(scope='session')
+def synthetic_detection_cfg_options(synthetic_data_root: str) -> List[str]:
+    """``--cfg-options`` items pointing a tiny detection config
+    (``configs/_base_/datasets/synthetic_detection.py``) at the session's
+    synthetic dataset and its COCO instances files."""
+    options = [
+        f'{loader}.dataset.data_root={synthetic_data_root}'
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    ]
+    return options + [
+        f'{evaluator}.ann_file={synthetic_data_root}'
+        'annotations/instances_val.json'
+        for evaluator in ('val_evaluator', 'test_evaluator')
+    ]
+
+
 def _free_port() -> int:
     """Return a TCP port of 127.0.0.1 that is free now."""
     with socket.socket() as sock:
@@ -140,13 +156,12 @@ def free_port() -> int:
     return _free_port()
 
 
-def _run_tool(
-        script: str,
-        *args: str,
-        timeout: float = 300,
-        returncode: Optional[int] = 0,
-        env: Optional[Dict[str, str]] = None,
-        nproc: Optional[int] = None) -> subprocess.CompletedProcess:
+def _run_tool(script: str,
+              *args: str,
+              timeout: float = 300,
+              returncode: Optional[int] = 0,
+              env: Optional[Dict[str, str]] = None,
+              nproc: Optional[int] = None) -> subprocess.CompletedProcess:
     """Run a repository script with this interpreter from the repo root.
 
     Args:

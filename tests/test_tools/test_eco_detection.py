@@ -11,21 +11,8 @@ PARENT_CONFIG = ('configs/proscale_detr/eco-dino-parent_r18_1xb4-tiny_'
 EXITS = ['2', '3', '4', '5', '6']
 
 
-def _detection_options(data_root: str) -> list:
-    """``--cfg-options`` pointing the detection config at ``data_root``."""
-    options = [
-        f'{loader}.dataset.data_root={data_root}'
-        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
-    ]
-    options += [
-        f'{evaluator}.ann_file={data_root}annotations/instances_val.json'
-        for evaluator in ('val_evaluator', 'test_evaluator')
-    ]
-    return options
-
-
 @pytest.fixture(scope='module')
-def parent(tmp_path_factory, run_tool, synthetic_data_root):
+def parent(tmp_path_factory, run_tool, synthetic_detection_cfg_options):
     """Work dir of a 3-iteration training of the tiny ECO-DINO parent."""
     work_dir = tmp_path_factory.mktemp('eco_dino_parent')
     run_tool(
@@ -34,7 +21,7 @@ def parent(tmp_path_factory, run_tool, synthetic_data_root):
         '--work-dir',
         work_dir,
         '--cfg-options',
-        *_detection_options(synthetic_data_root),
+        *synthetic_detection_cfg_options,
         'train_cfg.max_iters=3',
         'train_cfg.val_interval=3',
         'default_hooks.checkpoint.interval=3',
@@ -49,9 +36,9 @@ def parent(tmp_path_factory, run_tool, synthetic_data_root):
 def test_parent_trains_with_exit_sampling(parent):
     assert (parent / 'iter_3.pth').is_file()
     records = [
-        json.loads(line) for line in sorted(
-            parent.glob('*/vis_data/scalars.json'))[-1].read_text().strip()
-        .splitlines()
+        json.loads(line)
+        for line in sorted(parent.glob('*/vis_data/scalars.json'))
+        [-1].read_text().strip().splitlines()
     ]
     drawn = [record['exit'] for record in records if 'exit' in record]
     assert len(drawn) == 3 and all(2 <= k <= 6 for k in drawn)
@@ -63,7 +50,7 @@ def test_parent_trains_with_exit_sampling(parent):
 
 
 def test_eval_exits_reports_box_ap_per_exit(parent, run_tool, tmp_path,
-                                            synthetic_data_root):
+                                            synthetic_detection_cfg_options):
     out = tmp_path / 'exits.json'
     proc = run_tool(
         'tools/eco/eval_exits.py',
@@ -76,7 +63,7 @@ def test_eval_exits_reports_box_ap_per_exit(parent, run_tool, tmp_path,
         '--work-dir',
         tmp_path,
         '--cfg-options',
-        *_detection_options(synthetic_data_root),
+        *synthetic_detection_cfg_options,
         env=dict(OMP_NUM_THREADS='1'))
     exits = json.loads(out.read_text())['exits']
     assert list(exits) == EXITS

@@ -16,40 +16,27 @@ SHORT_RUN = ('train_cfg.max_iters=2', 'train_cfg.val_interval=2',
              'train_dataloader.batch_size=2')
 
 
-def _detection_options(data_root: str) -> list:
-    """``--cfg-options`` pointing the detection config at ``data_root``."""
-    options = [
-        f'{loader}.dataset.data_root={data_root}'
-        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
-    ]
-    options += [
-        f'{evaluator}.ann_file={data_root}annotations/instances_val.json'
-        for evaluator in ('val_evaluator', 'test_evaluator')
-    ]
-    return options
-
-
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory, run_tool, synthetic_data_root):
+def trained(tmp_path_factory, run_tool, synthetic_detection_cfg_options):
     """Work dir of a 2-iteration training run of the tiny config."""
     work_dir = tmp_path_factory.mktemp('train_detection')
     run_tool(TRAIN, TINY_CONFIG, '--work-dir', work_dir, '--cfg-options',
-             *_detection_options(synthetic_data_root), *SHORT_RUN)
+             *synthetic_detection_cfg_options, *SHORT_RUN)
     return work_dir
 
 
 def test_train_validates_with_box_ap(trained):
     assert (trained / 'iter_2.pth').is_file()
-    record = (sorted(trained.glob('*/vis_data/scalars.json'))[-1]
-              .read_text().strip().splitlines()[-1])
+    record = (
+        sorted(trained.glob('*/vis_data/scalars.json'))
+        [-1].read_text().strip().splitlines()[-1])
     assert 0 <= json.loads(record)['coco/bbox_mAP'] <= 1
 
 
 def test_test_evaluates_checkpoint(trained, tmp_path, run_tool,
-                                   synthetic_data_root):
-    run_tool(TEST, TINY_CONFIG, trained / 'iter_2.pth', '--work-dir',
-             tmp_path, '--cfg-options',
-             *_detection_options(synthetic_data_root))
+                                   synthetic_detection_cfg_options):
+    run_tool(TEST, TINY_CONFIG, trained / 'iter_2.pth', '--work-dir', tmp_path,
+             '--cfg-options', *synthetic_detection_cfg_options)
     scalars = json.loads(next(tmp_path.glob('*/*.json')).read_text())
     assert 0 <= scalars['coco/bbox_mAP'] <= 1
     assert 'coco/bbox_mAP_50' in scalars
