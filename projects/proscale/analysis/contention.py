@@ -119,8 +119,10 @@ def run_worker(argv: Sequence[str]) -> None:
     seconds = train_seconds_per_iter(config, data_root, work_dir, int(iters),
                                      int(warmup),
                                      int(threads) or None)
-    print(json.dumps(dict(s_per_iter=seconds,
-                          threads=torch.get_num_threads())))
+    # The measuring process's result, read by the parent from stdout.
+    sys.stdout.write(
+        json.dumps(dict(s_per_iter=seconds, threads=torch.get_num_threads()))
+        + '\n')
 
 
 class ContentionBenchmark:

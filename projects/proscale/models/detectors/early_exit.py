@@ -1,5 +1,6 @@
 # Copyright (c) The proscale Authors. All rights reserved.
 """The early-exit interface shared by the ECO detectors."""
+from abc import ABCMeta, abstractmethod
 from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional,
                     Tuple, TypeVar, Union)
 
@@ -13,7 +14,7 @@ _T = TypeVar('_T')
 ExitLosses = Iterator[Tuple[int, Dict[str, Tensor]]]
 
 
-class EarlyExitMixin:
+class EarlyExitMixin(metaclass=ABCMeta):
     """An early-exit encoder behind a detector (ECO-M2F's parent model).
 
     Mixed into a detector before its mmdet base class, it gives the
@@ -38,21 +39,22 @@ class EarlyExitMixin:
     """
 
     @property
+    @abstractmethod
     def exit_layers(self) -> Tuple[int, ...]:
         """tuple[int]: The valid exits (numbers of encoder layers run)."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def num_encoder_layers(self) -> int:
         """int: Depth of the encoder, the exit of a forward with
         :attr:`encoder_exit` None."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def encoder_exit(self) -> Optional[int]:
         """int | None: The exit plain forwards run; None runs all layers."""
-        raise NotImplementedError
 
+    @abstractmethod
     def loss_exits_by_feat(self, feats: Tuple[Tensor],
                            batch_data_samples: SampleList,
                            exits: Optional[List[int]]) -> ExitLosses:
@@ -70,8 +72,8 @@ class EarlyExitMixin:
             tuple[int, dict[str, Tensor]]: ``(k, losses)`` of each exit,
             unweighted.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def predict_exits_by_feat(self,
                               feats: Tuple[Tensor],
                               batch_data_samples: SampleList,
@@ -79,7 +81,6 @@ class EarlyExitMixin:
                               rescale: bool = True) -> Dict[int, SampleList]:
         """Like :meth:`predict_exits`, from given backbone (and neck)
         features."""
-        raise NotImplementedError
 
     def init_early_exit(self, gated: bool = False) -> None:
         """Reset the training state (weights, per-exit losses) and check
