@@ -209,6 +209,30 @@ at::Tensor run_forward(bool from_points, const at::Tensor& value,
   return output;
 }
 
+// Sizes of a call from value and the (bs, num_queries, num_heads,
+// num_levels, num_points, 2) tensor of sampling locations or offsets, with
+// their shapes checked against each other.
+Sizes checked_sizes(const at::Tensor& value, const at::Tensor& spatial_shapes,
+                    const at::Tensor& level_start_index,
+                    const at::Tensor& points, const char* name) {
+  TORCH_CHECK(points.dim() == 6 && points.size(5) == 2, name,
+              " must be (bs, num_queries, num_heads, num_levels, "
+              "num_points, 2), got ",
+              points.sizes());
+  const Sizes s{value.size(0),
+                value.dim() > 1 ? value.size(1) : 0,
+                points.size(1),
+                points.size(2),
+                value.dim() > 3 ? value.size(3) : 0,
+                points.size(3),
+                points.size(4)};
+  check_value(value, spatial_shapes, level_start_index, s.num_levels);
+  TORCH_CHECK(value.size(0) == points.size(0) && value.size(2) == s.num_heads,
+              name, " ", points.sizes(), " does not match value ",
+              value.sizes());
+  return s;
+}
+
 }  // namespace
 
 at::Tensor ms_deform_attn_forward_cpu(const at::Tensor& value,
@@ -216,23 +240,8 @@ at::Tensor ms_deform_attn_forward_cpu(const at::Tensor& value,
                                       const at::Tensor& level_start_index,
                                       const at::Tensor& sampling_locations,
                                       const at::Tensor& attention_weights) {
-  TORCH_CHECK(sampling_locations.dim() == 6 &&
-                  sampling_locations.size(5) == 2,
-              "sampling_locations must be (bs, num_queries, num_heads, "
-              "num_levels, num_points, 2), got ",
-              sampling_locations.sizes());
-  const Sizes s{value.size(0),
-                value.dim() > 1 ? value.size(1) : 0,
-                sampling_locations.size(1),
-                sampling_locations.size(2),
-                value.dim() > 3 ? value.size(3) : 0,
-                sampling_locations.size(3),
-                sampling_locations.size(4)};
-  check_value(value, spatial_shapes, level_start_index, s.num_levels);
-  TORCH_CHECK(value.size(0) == sampling_locations.size(0) &&
-                  value.size(2) == s.num_heads,
-              "sampling_locations ", sampling_locations.sizes(),
-              " does not match value ", value.sizes());
+  const Sizes s = checked_sizes(value, spatial_shapes, level_start_index,
+                                sampling_locations, "sampling_locations");
   TORCH_CHECK(attention_weights.sizes() ==
                   sampling_locations.sizes().slice(0, 5),
               "attention_weights must be ",
@@ -248,22 +257,8 @@ at::Tensor ms_deform_attn_points_forward_cpu(
     const at::Tensor& value, const at::Tensor& spatial_shapes,
     const at::Tensor& level_start_index, const at::Tensor& reference_points,
     const at::Tensor& sampling_offsets, const at::Tensor& attention_logits) {
-  TORCH_CHECK(sampling_offsets.dim() == 6 && sampling_offsets.size(5) == 2,
-              "sampling_offsets must be (bs, num_queries, num_heads, "
-              "num_levels, num_points, 2), got ",
-              sampling_offsets.sizes());
-  const Sizes s{value.size(0),
-                value.dim() > 1 ? value.size(1) : 0,
-                sampling_offsets.size(1),
-                sampling_offsets.size(2),
-                value.dim() > 3 ? value.size(3) : 0,
-                sampling_offsets.size(3),
-                sampling_offsets.size(4)};
-  check_value(value, spatial_shapes, level_start_index, s.num_levels);
-  TORCH_CHECK(value.size(0) == sampling_offsets.size(0) &&
-                  value.size(2) == s.num_heads,
-              "sampling_offsets ", sampling_offsets.sizes(),
-              " does not match value ", value.sizes());
+  const Sizes s = checked_sizes(value, spatial_shapes, level_start_index,
+                                sampling_offsets, "sampling_offsets");
   TORCH_CHECK(reference_points.dim() == 4 &&
                   reference_points.size(0) == s.batch_size &&
                   reference_points.size(1) == s.num_queries &&
