@@ -10,14 +10,15 @@ from pycocotools.cocoeval import COCOeval
 
 from proscale.evaluation import single_image_box_ap
 from proscale.evaluation.single_image_box_ap import (UNDEFINED_AP,
-                                                     box_iou_xywh)
+                                                     box_iou_xywh,
+                                                     single_image_box_stats)
 
 NUM_CATEGORIES = 3
 
 
-def _pycocotools_ap(gt_bboxes, gt_labels, gt_iscrowd, det_bboxes,
-                    det_scores, det_labels) -> float:
-    """``stats[0]`` of COCOeval on a data set made of this one image."""
+def _pycocotools_stats(gt_bboxes, gt_labels, gt_iscrowd, det_bboxes,
+                       det_scores, det_labels) -> np.ndarray:
+    """``stats`` of COCOeval on a data set made of this one image."""
     gt = COCO()
     gt.dataset = dict(
         images=[dict(id=1, width=100, height=100)],
@@ -55,7 +56,7 @@ def _pycocotools_ap(gt_bboxes, gt_labels, gt_iscrowd, det_bboxes,
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return float(evaluator.stats[0])
+    return evaluator.stats
 
 
 def _random_image(rng: np.random.Generator, num_gts: int, num_dets: int,
@@ -96,11 +97,14 @@ def test_equals_pycocotools_on_random_images(seed):
      det_labels) = _random_image(rng, num_gts, num_dets,
                                  crowd_fraction=0.25 * (seed % 3),
                                  quantized_scores=seed % 2 == 1)
-    expected = _pycocotools_ap(gt_bboxes, gt_labels, gt_iscrowd, det_bboxes,
-                               det_scores, det_labels)
+    expected = _pycocotools_stats(gt_bboxes, gt_labels, gt_iscrowd,
+                                  det_bboxes, det_scores, det_labels)
     ap = single_image_box_ap(gt_bboxes, gt_labels, det_bboxes, det_scores,
                              det_labels, gt_iscrowd)
-    assert ap == pytest.approx(expected, abs=1e-12)
+    assert ap == pytest.approx(expected[0], abs=1e-12)
+    stats = single_image_box_stats(gt_bboxes, gt_labels, det_bboxes,
+                                   det_scores, det_labels, gt_iscrowd)
+    np.testing.assert_allclose(stats, expected[:3], rtol=0, atol=1e-12)
 
 
 def test_perfect_and_undefined_images():

@@ -3,7 +3,8 @@
 
 :func:`single_image_box_ap` returns what ``COCOeval(gt, dt, 'bbox')`` with
 ``params.imgIds = [image]`` reports as ``stats[0]`` (AP at IoU 0.50:0.95,
-area ``all``, 100 detections) for one image, without building COCO objects.
+area ``all``, 100 detections) for one image, without building COCO objects;
+:func:`single_image_box_stats` returns ``stats[0:3]`` (AP, AP50, AP75).
 It reproduces pycocotools' rules exactly:
 
 * detections and ground truth (GT) of one category are matched greedily in
@@ -30,6 +31,8 @@ IOU_THRESHOLDS = np.linspace(.5, 0.95, int(np.round((0.95 - .5) / .05)) + 1)
 RECALL_THRESHOLDS = np.linspace(.0, 1.00, int(np.round(1.00 / .01)) + 1)
 MAX_DETS = 100
 UNDEFINED_AP = -1.0
+# The statistics of single_image_box_stats: pycocotools' stats[0:3].
+BOX_STATS = ('ap', 'ap50', 'ap75')
 
 
 def box_iou_xywh(dets: np.ndarray, gts: np.ndarray,
@@ -126,13 +129,14 @@ def _precision_at_recalls(matched: np.ndarray, ignored: np.ndarray,
     return precision
 
 
-def single_image_box_ap(gt_bboxes: np.ndarray,
-                        gt_labels: np.ndarray,
-                        det_bboxes: np.ndarray,
-                        det_scores: np.ndarray,
-                        det_labels: np.ndarray,
-                        gt_iscrowd: Optional[np.ndarray] = None) -> float:
-    """COCO box AP (IoU 0.50:0.95, all areas, 100 detections) of one image.
+def single_image_box_stats(gt_bboxes: np.ndarray,
+                           gt_labels: np.ndarray,
+                           det_bboxes: np.ndarray,
+                           det_scores: np.ndarray,
+                           det_labels: np.ndarray,
+                           gt_iscrowd: Optional[np.ndarray] = None,
+                           max_dets: int = MAX_DETS) -> np.ndarray:
+    """COCO box AP, AP50 and AP75 (all areas) of one image.
 
     Args:
         gt_bboxes (np.ndarray): GT boxes ``[x, y, w, h]``, shape (G, 4).
@@ -142,11 +146,15 @@ def single_image_box_ap(gt_bboxes: np.ndarray,
         det_labels (np.ndarray): Detection category ids, shape (D, ).
         gt_iscrowd (np.ndarray, optional): Crowd flags of the GT boxes,
             shape (G, ). Defaults to None (no crowd).
+        max_dets (int): Best-scored detections kept per category,
+            pycocotools' ``params.maxDets[-1]``. Defaults to 100.
 
     Returns:
-        float: The AP in [0, 1] that pycocotools reports for a data set made
-        of this image, or :data:`UNDEFINED_AP` (-1) when the image has no
-        non-crowd GT box.
+        np.ndarray: Shape (3, ), float64: what pycocotools reports as
+        ``stats[0]``, ``stats[1]`` and ``stats[2]`` (:data:`BOX_STATS`: AP
+        at IoU 0.50:0.95, 0.50 and 0.75) for a data set made of this image,
+        each in [0, 1], or :data:`UNDEFINED_AP` (-1) everywhere when the
+        image has no non-crowd GT box.
     """
     gt_bboxes = np.asarray(gt_bboxes, dtype=np.float64).reshape(-1, 4)
     gt_labels = np.asarray(gt_labels).reshape(-1)
@@ -172,7 +180,7 @@ def single_image_box_ap(gt_bboxes: np.ndarray,
             continue
         dets = np.flatnonzero(det_labels == category)
         dets = dets[np.argsort(-det_scores[dets], kind='mergesort')]
-        dets = dets[:MAX_DETS]
+        dets = dets[:max_dets]
         ious = box_iou_xywh(det_bboxes[dets], gt_bboxes[gts],
                             gt_iscrowd[gts])
         matched, ignored = _match(ious, gt_iscrowd[gts], gt_iscrowd[gts])
@@ -180,5 +188,40 @@ def single_image_box_ap(gt_bboxes: np.ndarray,
             _precision_at_recalls(matched, ignored,
                                   int((~gt_iscrowd[gts]).sum())))
     if not precisions:
-        return UNDEFINED_AP
-    return float(np.mean(precisions))
+        return np.full(len(BOX_STATS), UNDEFINED_AP)
+    # (K, T, R); every category has the same number of cells, so the mean
+    # over cells is pycocotools' mean over the valid entries
+    precision = np.stack(precisions)
+    iou50 = int(np.argmin(np.abs(IOU_THRESHOLDS - 0.5)))
+    iou75 = int(np.argmin(np.abs(IOU_THRESHOLDS - 0.75)))
+    return np.array([
+        precision.mean(), precision[:, iou50].mean(),
+        precision[:, iou75].mean()
+    ])
+
+
+def single_image_box_ap(gt_bboxes: np.ndarray,
+                        gt_labels: np.ndarray,
+                        det_bboxes: np.ndarray,
+                        det_scores: np.ndarray,
+                        det_labels: np.ndarray,
+                        gt_iscrowd: Optional[np.ndarray] = None) -> float:
+    """COCO box AP (IoU 0.50:0.95, all areas, 100 detections) of one image.
+
+    Args:
+        gt_bboxes (np.ndarray): GT boxes ``[x, y, w, h]``, shape (G, 4).
+        gt_labels (np.ndarray): GT category ids, shape (G, ).
+        det_bboxes (np.ndarray): Detected boxes ``[x, y, w, h]``, (D, 4).
+        det_scores (np.ndarray): Detection scores, shape (D, ).
+        det_labels (np.ndarray): Detection category ids, shape (D, ).
+        gt_iscrowd (np.ndarray, optional): Crowd flags of the GT boxes,
+            shape (G, ). Defaults to None (no crowd).
+
+    Returns:
+        float: The AP in [0, 1] that pycocotools reports for a data set made
+        of this image, or :data:`UNDEFINED_AP` (-1) when the image has no
+        non-crowd GT box.
+    """
+    return float(
+        single_image_box_stats(gt_bboxes, gt_labels, det_bboxes, det_scores,
+                               det_labels, gt_iscrowd)[0])

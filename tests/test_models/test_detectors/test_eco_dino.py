@@ -142,11 +142,11 @@ def test_registered():
 
 
 @torch.no_grad()
-def test_no_gated_inference(eco_dino, single_thread):
+def test_gated_inference_needs_a_gate(eco_dino, single_thread):
     data = _batch(eco_dino)
     eco_dino.test_cfg['exit_layer'] = 'gate'
     try:
-        with pytest.raises(ValueError, match='no gated inference'):
+        with pytest.raises(ValueError, match='has no gate'):
             eco_dino.predict(data['inputs'], data['data_samples'])
     finally:
         eco_dino.test_cfg['exit_layer'] = None

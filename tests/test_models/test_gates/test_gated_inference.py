@@ -57,7 +57,7 @@ def gated(single_thread):
         model.gate.head.bias.copy_(
             torch.tensor([0, -slope * c0, -1e9, -1e9, -slope * (c0 + c1)]))
         model.gate.trained.fill_(True)
-        exits, _, _ = model.gate_exits(
+        exits, _ = model.gate_exits(
             model.extract_feat(data['inputs']), data['data_samples'])
     assert sorted(exits.tolist()) == [2, 3, 3, 6]
     return model, data, exits
@@ -151,7 +151,7 @@ def test_multi_scale_gate_input():
     data = _batch(model)
     with torch.no_grad():
         feats = model.extract_feat(data['inputs'])
-        exits, _, _ = model.gate_exits(feats, data['data_samples'])
+        exits, _ = model.gate_exits(feats, data['data_samples'])
         gate_input = model.gate_input(feats, data['data_samples'], None, 3)
     assert gate_input.shape == (NUM_IMAGES, 3 * 64)
     assert torch.equal(exits, model.gate.predict(gate_input))

@@ -32,11 +32,16 @@ class EarlyExitMixin(metaclass=ABCMeta):
     - :meth:`_at_test_exit`: runs an inference path at
       ``test_cfg.exit_layer``.
 
-    The detector implements the model-specific parts: :attr:`exit_layers`,
+    The detector names the per-image quality its exits are scored by
+    (:attr:`exit_quality_task`, a key of ``proscale.evaluation.
+    EXIT_QUALITY``: the derived exit dataset and the oracle use it) and
+    implements the model-specific parts: :attr:`exit_layers`,
     :attr:`num_encoder_layers`, :attr:`encoder_exit` (getter and setter),
     :meth:`loss_exits_by_feat` and :meth:`predict_exits_by_feat`, and calls
     :meth:`init_early_exit` at the end of its ``__init__``.
     """
+
+    exit_quality_task: str
 
     @property
     @abstractmethod

@@ -1,17 +1,22 @@
 # Copyright (c) The proscale Authors. All rights reserved.
 """ECO-DINO: DINO with an early-exit encoder."""
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import (Any, Dict, Iterable, Iterator, List, Optional, Sequence,
+                    Tuple)
 
+import torch
+import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
+from mmdet.utils import OptConfigType
 from torch import Tensor
 
 from .early_exit import EarlyExitMixin, ExitLosses
+from .gated_inference import GatedInferenceMixin
 from .proscale_detr import ProScaleDINO
 
 
 @MODELS.register_module()
-class EcoDINO(EarlyExitMixin, ProScaleDINO):
+class EcoDINO(GatedInferenceMixin, EarlyExitMixin, ProScaleDINO):
     """DINO whose encoder can exit early (ECO-M2F's recipe for detection).
 
     The encoder is :class:`ProScaleDetrTransformerEncoder` (see
@@ -26,7 +31,18 @@ class EcoDINO(EarlyExitMixin, ProScaleDINO):
     weighted stochastic depth, ``test_cfg.exit_layer`` (int) fixes the exit
     of ``predict`` and of the tensor forward, and :meth:`predict_exits`
     decodes several exits of one backbone and encoder pass (the multi-exit
-    loops, ``tools/eco/eval_exits.py``). There is no gated inference.
+    loops, ``tools/eco/eval_exits.py``).
+
+    Gated inference (ECO-M2F step C, :class:`GatedInferenceMixin`): with
+    ``gate`` set and ``test_cfg.exit_layer='gate'`` an ``ExitGate`` picks
+    each image's exit from its pooled coarsest encoder input, the neck's
+    1/64 output (1x1 conv + GroupNorm of mmdet's ``ChannelMapper``, before
+    position and level embeddings: the projection DINO's encoder reads, the
+    analogue of Mask2Former's projected 1/32 scale), averaged over the
+    cells the encoder does not mask as padding. ``input_levels`` = L reads
+    the L coarsest scales (up to 4: 1/64, 1/32, 1/16, 1/8). A gate on the
+    tokens after encoder layers (``input_depth`` > 0) is not supported
+    here.
 
     Args:
         exit_layers (Sequence[int], optional): Valid exits, each in
@@ -34,13 +50,23 @@ class EcoDINO(EarlyExitMixin, ProScaleDINO):
             stage from layer 2 on: ECO-M2F's ``(2, ..., N)`` for
             ``(0, 0, 0, N)``, ``(5, 6)`` for ``(1, 1, 2, 2)``; ``(N, )`` if
             that leaves none.
+        gate (:obj:`ConfigDict` or dict, optional): The ``ExitGate`` config
+            for gated inference, ``in_channels`` = ``input_levels`` x
+            ``embed_dims``. Defaults to None.
         *args, **kwargs: The arguments of :class:`ProScaleDINO` (mmdet's
-            ``DINO``); ``test_cfg`` also takes ``exit_layer``.
+            ``DINO``); ``test_cfg`` also takes ``exit_layer`` (an exit, or
+            ``'gate'``).
     """
+
+    # per-image quality of the derived exit dataset and of the oracle
+    exit_quality_task = 'bbox'
+    # DINOHead.forward stacks the decoder layers first: (L, B, Q, C)
+    gated_output_batch_dim = 1
 
     def __init__(self,
                  *args,
                  exit_layers: Optional[Sequence[int]] = None,
+                 gate: OptConfigType = None,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if not hasattr(self.encoder, 'forward_exits'):
@@ -56,7 +82,13 @@ class EcoDINO(EarlyExitMixin, ProScaleDINO):
             raise ValueError('exit_layers must not be empty.')
         self._exit_layers: Tuple[int, ...] = exits
         self._encoder_exit: Optional[int] = None
-        self.init_early_exit()
+        self.build_gate(gate)
+        if self.gate is not None and self.gate.input_depth != 0:
+            raise ValueError(
+                f'{type(self).__name__}: gate.input_depth='
+                f'{self.gate.input_depth}; only gates on the projected '
+                'encoder inputs (input_depth=0) are supported')
+        self.init_early_exit(gated=True)
 
     def _default_exit_layers(self) -> Tuple[int, ...]:
         """The exits of the last non-empty stage from layer 2 on."""
@@ -197,7 +229,8 @@ class EcoDINO(EarlyExitMixin, ProScaleDINO):
                 batch_inputs: Tensor,
                 batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
-        """Predict at ``test_cfg.exit_layer`` (or at the current exit).
+        """Predict at ``test_cfg.exit_layer`` (or at the current exit, or at
+        each image's gated exit with ``test_cfg.exit_layer='gate'``).
 
         Args:
             batch_inputs (Tensor): Input images of shape (bs, C, H, W).
@@ -210,8 +243,8 @@ class EcoDINO(EarlyExitMixin, ProScaleDINO):
             list[:obj:`DetDataSample`]: ``batch_data_samples`` with
             ``pred_instances``, as mmdet's ``DINO.predict``.
         """
-        return self._at_test_exit(super().predict, None, batch_inputs,
-                                  batch_data_samples, rescale)
+        return self._at_test_exit(super().predict, self.predict_gated,
+                                  batch_inputs, batch_data_samples, rescale)
 
     def _forward(self,
                  batch_inputs: Tensor,
@@ -229,8 +262,8 @@ class EcoDINO(EarlyExitMixin, ProScaleDINO):
         Returns:
             tuple[list[Tensor]]: The outputs of ``bbox_head.forward``.
         """
-        return self._at_test_exit(super()._forward, None, batch_inputs,
-                                  batch_data_samples)
+        return self._at_test_exit(super()._forward, self.forward_gated,
+                                  batch_inputs, batch_data_samples)
 
     def predict_exits_by_feat(self,
                               feats: Tuple[Tensor],
@@ -268,3 +301,87 @@ class EcoDINO(EarlyExitMixin, ProScaleDINO):
             results[exit_layer] = self.add_pred_to_datasample(
                 data_samples, results_list)
         return results
+
+    def gate_input(self,
+                   feats: Sequence[Tensor],
+                   data_samples: Optional[SampleList] = None,
+                   projected: Optional[List[Tensor]] = None,
+                   num_levels: int = 1,
+                   encoded: Optional[Tensor] = None) -> Tensor:
+        """The gate input of every image: its coarsest neck output (1/64;
+        with ``num_levels`` > 1 also finer ones), averaged over its cells
+        that the encoder does not mask as padding.
+
+        The valid cells are those of mmdet's encoder padding mask
+        (``DeformableDETR.pre_transformer``: the image's ``img_shape``
+        within its ``batch_input_shape``, resized to each scale by nearest
+        interpolation); with no image padded, every cell.
+
+        Args:
+            feats (Sequence[Tensor]): Neck features, fine to coarse, each of
+                shape (B, C, H_i, W_i); the neck's projections are the
+                encoder's inputs.
+            data_samples (list[:obj:`DetDataSample`], optional): The images'
+                data samples. None averages the whole (padded) maps.
+            projected (list[Tensor], optional): Unused: the neck features
+                are the projected inputs.
+            num_levels (int): Scales pooled, coarse to fine, 1 to
+                ``len(feats)``. Defaults to 1.
+            encoded (Tensor, optional): Not supported (must be None).
+
+        Returns:
+            Tensor: Pooled features, shape (B, num_levels * C).
+        """
+        if encoded is not None:
+            raise ValueError(f'{type(self).__name__}: no gate input after '
+                             'encoder layers (encoded must be None)')
+        if not 1 <= num_levels <= len(feats):
+            raise ValueError(f'num_levels={num_levels!r}: expected 1 to '
+                             f'{len(feats)}')
+        image_mask = None
+        if data_samples is not None:
+            height, width = data_samples[0].batch_input_shape
+            image_mask = feats[0].new_ones((len(feats[0]), height, width))
+            for mask, sample in zip(image_mask, data_samples):
+                mask[:sample.img_shape[0], :sample.img_shape[1]] = 0
+        pooled = []
+        for feat in list(feats)[::-1][:num_levels]:
+            if image_mask is None:
+                pooled.append(feat.mean(dim=(2, 3)))
+                continue
+            valid = ~F.interpolate(
+                image_mask[None], size=feat.shape[-2:]).to(torch.bool)[0]
+            valid = valid.unsqueeze(1).to(feat.dtype)
+            pooled.append((feat * valid).sum(dim=(2, 3)) /
+                          valid.sum(dim=(2, 3)))
+        return torch.cat(pooled, dim=1)
+
+    def gate_inputs_and_reuse(
+        self,
+        feats: Sequence[Tensor],
+        data_samples: Optional[SampleList] = None,
+        num_levels: int = 1,
+        depths: Sequence[int] = (0, ),
+        exits: Optional[Sequence[int]] = None
+    ) -> Tuple[Dict[int, Tensor], Dict[str, Any]]:
+        """Gate inputs on the projected inputs (depth 0 only); nothing for
+        the exits to reuse (see
+        :meth:`GatedInferenceMixin.gate_inputs_and_reuse`)."""
+        if set(depths) != {0}:
+            raise ValueError(f'{type(self).__name__}: gate inputs after '
+                             f'encoder layers {sorted(set(depths))} asked '
+                             'for; only depth 0 is supported')
+        return {0: self.gate_input(feats, data_samples, None, num_levels)}, {}
+
+    def forward_exit_by_feat(self, feats: Sequence[Tensor],
+                             data_samples: Optional[SampleList],
+                             exit_layer: int,
+                             **reuse: Any) -> Tuple[Tensor, Tensor]:
+        """The head's tensor outputs at one exit, as mmdet's
+        ``DetectionTransformer._forward``: classification scores
+        (num_decoder_layers, B, num_queries, num_classes) and boxes
+        (num_decoder_layers, B, num_queries, 4)."""
+        _, head_inputs = next(
+            self.forward_transformer_exits(
+                tuple(feats), data_samples, [exit_layer]))
+        return self.bbox_head.forward(**head_inputs)

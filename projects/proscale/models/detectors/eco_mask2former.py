@@ -1,6 +1,6 @@
 # Copyright (c) The proscale Authors. All rights reserved.
 """ECO-M2F: Mask2Former with an early-exit encoder."""
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from mmdet.models.detectors import Mask2Former
 from mmdet.registry import MODELS
@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..dense_heads import EcoMask2FormerHead, PixelDecoderOutput
 from .early_exit import EarlyExitMixin, ExitLosses
-from .gated_inference import GatedInferenceMixin
+from .gated_inference import GatedInferenceMixin, valid_shapes
 
 _EARLY_EXIT_API = ('exit_layer', 'exit_layers', 'num_layers', 'forward_exits')
 
@@ -72,6 +72,9 @@ class EcoMask2Former(GatedInferenceMixin, EarlyExitMixin, Mask2Former):
         init_cfg (:obj:`ConfigDict` or dict or list, optional): The weight
             initialization config.
     """
+
+    # per-image quality of the derived exit dataset and of the oracle
+    exit_quality_task = 'panoptic'
 
     def __init__(self,
                  backbone: ConfigType,
@@ -202,6 +205,82 @@ class EcoMask2Former(GatedInferenceMixin, EarlyExitMixin, Mask2Former):
         """
         return self._at_test_exit(super()._forward, self.forward_gated,
                                   batch_inputs, batch_data_samples)
+
+    def gate_input(self,
+                   feats: Sequence[Tensor],
+                   data_samples: Optional[SampleList] = None,
+                   projected: Optional[List[Tensor]] = None,
+                   num_levels: int = 1,
+                   encoded: Optional[Tensor] = None) -> Tensor:
+        """The gate input of every image: its projected 1/32 features (and
+        with ``num_levels`` > 1 those of finer scales), or its tokens after
+        the first encoder layers, averaged over its own area.
+
+        Args:
+            feats (Sequence[Tensor]): Backbone features, each of shape
+                (B, C_i, H_i, W_i).
+            data_samples (list[:obj:`DetDataSample`], optional): The images'
+                data samples; their ``img_shape`` limits the average to the
+                cells covering the image. None averages the whole (padded)
+                map.
+            projected (list[Tensor], optional): The pixel decoder's
+                ``project_inputs(feats)``, reused when given.
+            num_levels (int): Encoder scales pooled, coarse to fine.
+                Defaults to 1.
+            encoded (Tensor, optional): The pixel decoder's
+                ``encode_layers(feats, d)``, shape (B, N, C), pooled instead
+                of the projected features.
+
+        Returns:
+            Tensor: Pooled features, shape (B, num_levels * C).
+        """
+        shapes = None if data_samples is None else valid_shapes(data_samples)
+        return self.panoptic_head.pixel_decoder.gate_features(
+            list(feats), shapes, projected, num_levels, encoded)
+
+    def gate_inputs_and_reuse(
+        self,
+        feats: Sequence[Tensor],
+        data_samples: Optional[SampleList] = None,
+        num_levels: int = 1,
+        depths: Sequence[int] = (0, ),
+        exits: Optional[Sequence[int]] = None
+    ) -> Tuple[Dict[int, Tensor], Dict[str, Any]]:
+        """Gate inputs after several encoder depths and the state the exits
+        reuse (see :meth:`GatedInferenceMixin.gate_inputs_and_reuse`): the
+        pixel decoder's ``project_inputs`` runs once, the encoder layers
+        once up to the deepest depth (``encode_layers``, one call per
+        depth); ``projected`` and, when every exit is at least as deep,
+        ``resume=(d, tokens)`` of the deepest depth d > 0 are reused."""
+        pixel_decoder = self.panoptic_head.pixel_decoder
+        projected = pixel_decoder.project_inputs(list(feats))
+        inputs: Dict[int, Tensor] = {}
+        reuse: Dict[str, Any] = dict(projected=projected)
+        for depth in sorted(set(depths)):
+            encoded = pixel_decoder.encode_layers(list(feats), depth,
+                                                  projected) if depth else None
+            inputs[depth] = self.gate_input(feats, data_samples, projected,
+                                            num_levels, encoded)
+            if depth and exits is not None and min(exits) >= depth:
+                reuse['resume'] = (depth, encoded)
+        return inputs, reuse
+
+    def forward_exit_by_feat(self,
+                             feats: Sequence[Tensor],
+                             data_samples: Optional[SampleList],
+                             exit_layer: int,
+                             projected: Optional[List[Tensor]] = None,
+                             resume: Optional[Tuple[int, Tensor]] = None
+                             ) -> Tuple[List[Tensor]]:
+        """The head's tensor outputs at one exit (classification and mask
+        logits of every decoder layer, batch first), reusing the projected
+        inputs and the encoder tokens of ``resume``."""
+        _, mask_feature, multi_scale_features = next(
+            self.panoptic_head.pixel_decoder.forward_exits(
+                list(feats), [exit_layer], projected, resume))
+        return self.panoptic_head.forward(
+            PixelDecoderOutput(mask_feature, multi_scale_features),
+            data_samples)
 
     def predict_exits_by_feat(
             self,

@@ -1,15 +1,17 @@
 # Copyright (c) The proscale Authors. All rights reserved.
 """Gated inference of ECO-M2F (step C): a gate picks each image's exit.
 
-:class:`GatedInferenceMixin` gives ``EcoMask2Former`` its gated path, used
-when ``test_cfg.exit_layer='gate'``: backbone, the pixel decoder's input
-projection, the exit gate on each image's pooled projected 1/32 features
-(``pixel_decoder.gate_features``, averaged over the image's own area), then
-encoder (reusing the projection), transformer decoder and post-processing
-per exit. A gate with ``input_depth`` = d > 0 reads the tokens after the
-first ``d`` encoder layers (``pixel_decoder.encode_layers``), which run on
-the whole group before the gate; every exit then resumes from them, so they
-run once per image as at a fixed exit.
+:class:`GatedInferenceMixin` gives an early-exit detector (``EcoMask2Former``,
+``EcoDINO``) its gated path, used when ``test_cfg.exit_layer='gate'``:
+backbone, the exit gate on each image's pooled coarsest projected encoder
+input (averaged over the image's own area; the detector's
+:meth:`~GatedInferenceMixin.gate_inputs_and_reuse`), then encoder,
+decoder and post-processing per exit, reusing what the gate input
+computed (for ``EcoMask2Former`` the pixel decoder's input projection). A
+gate with ``input_depth`` = d > 0 reads the tokens after the first ``d``
+encoder layers, which run on the whole group before the gate; every exit
+then resumes from them, so they run once per image as at a fixed exit
+(``EcoMask2Former`` only).
 
 Each image runs exactly as it would alone. Images of different sizes are
 split first: each group of equal size runs from the batch tensor cropped to
@@ -27,7 +29,8 @@ treats the images of a batch independently, so a batch gives the exits and
 results of its images run one by one (tested with mixed sizes).
 """
 import math
-from typing import Any, List, Optional, Sequence, Tuple
+from abc import ABCMeta, abstractmethod
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmdet.registry import MODELS
@@ -35,7 +38,6 @@ from mmdet.structures import SampleList
 from mmdet.utils import OptConfigType
 from torch import Tensor
 
-from ..dense_heads import PixelDecoderOutput
 from ..gates import ExitGate
 
 # ``test_cfg.exit_layer`` value that turns gated inference on.
@@ -43,30 +45,44 @@ GATE_EXIT = 'gate'
 
 
 def _scatter(outputs: Any, group_outputs: Any, index: Tensor,
-             batch_size: int) -> Any:
+             batch_size: int, batch_dim: int = 0) -> Any:
     """Write a group's nested tensor outputs into the batch's outputs.
 
     Args:
-        outputs (Any): Batch outputs so far (tensors with the batch first,
-            nested in tuples and lists), or None to allocate them.
+        outputs (Any): Batch outputs so far (tensors with the batch along
+            ``batch_dim``, nested in tuples and lists), or None to allocate
+            them.
         group_outputs (Any): The group's outputs, the same nesting.
         index (Tensor): Batch positions of the group's images.
         batch_size (int): Images in the batch.
+        batch_dim (int): The batch dimension of the tensors. Defaults to 0.
 
     Returns:
         Any: The batch outputs with the group's rows filled in.
     """
     if isinstance(group_outputs, Tensor):
         if outputs is None:
-            outputs = group_outputs.new_empty((batch_size, ) +
-                                              group_outputs.shape[1:])
-        outputs[index] = group_outputs
-        return outputs
+            shape = list(group_outputs.shape)
+            shape[batch_dim] = batch_size
+            outputs = group_outputs.new_empty(shape)
+        return outputs.index_copy_(batch_dim, index, group_outputs)
     if outputs is None:
         outputs = [None] * len(group_outputs)
     return type(group_outputs)(
-        _scatter(out, group_out, index, batch_size)
+        _scatter(out, group_out, index, batch_size, batch_dim)
         for out, group_out in zip(outputs, group_outputs))
+
+
+def take_rows(value: Any, index: Tensor) -> Any:
+    """The rows ``index`` of every tensor in a nest of tuples, lists and
+    dicts (the batch first); other leaves (ints, None) as they are."""
+    if isinstance(value, Tensor):
+        return value[index]
+    if isinstance(value, dict):
+        return {key: take_rows(item, index) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(take_rows(item, index) for item in value)
+    return value
 
 
 def valid_shapes(data_samples: SampleList) -> Tensor:
@@ -83,17 +99,23 @@ def valid_shapes(data_samples: SampleList) -> Tensor:
                         dtype=torch.long).view(-1, 2)
 
 
-class GatedInferenceMixin:
-    """Gated inference for ``EcoMask2Former``.
+class GatedInferenceMixin(metaclass=ABCMeta):
+    """Gated inference for an early-exit detector.
 
     The host class calls :meth:`build_gate` in its constructor and, when
     ``test_cfg.exit_layer == 'gate'``, routes ``predict`` to
     :meth:`predict_gated` and the tensor forward (``mode='tensor'``, traced
     by the FLOP counter) to :meth:`forward_gated`. The chosen exit of every
     image is written to its data sample's metainfo as ``exit_layer``.
+
+    The host implements the model-specific parts: :meth:`gate_input`,
+    :meth:`gate_inputs_and_reuse` and :meth:`forward_exit_by_feat`, and its
+    ``predict_exits_by_feat`` takes the reused state as keyword arguments.
     """
 
     gate: Optional[ExitGate]
+    # batch dimension of the tensor forward's outputs
+    gated_output_batch_dim = 0
 
     def build_gate(self, gate: OptConfigType) -> None:
         """Build the exit gate and check it against the model's exits.
@@ -111,42 +133,91 @@ class GatedInferenceMixin:
                 f"test_cfg.exit_layer='{GATE_EXIT}' needs a gate: set "
                 "model.gate=dict(type='ExitGate', ...)")
 
+    @abstractmethod
     def gate_input(self,
                    feats: Sequence[Tensor],
                    data_samples: Optional[SampleList] = None,
                    projected: Optional[List[Tensor]] = None,
                    num_levels: int = 1,
                    encoded: Optional[Tensor] = None) -> Tensor:
-        """The gate input of every image: its projected 1/32 features (and
-        with ``num_levels`` > 1 those of finer scales), or its tokens after
+        """The gate input of every image: its projected coarsest encoder
+        scale (and with ``num_levels`` > 1 finer ones), or its tokens after
         the first encoder layers, averaged over its own area.
 
         Args:
             feats (Sequence[Tensor]): Backbone (and neck) features, each of
                 shape (B, C_i, H_i, W_i).
             data_samples (list[:obj:`DetDataSample`], optional): The images'
-                data samples; their ``img_shape`` limits the average to the
-                image. None averages the whole (padded) map.
-            projected (list[Tensor], optional): The pixel decoder's
-                ``project_inputs(feats)``, reused when given.
+                data samples; the average covers each image's own area.
+                None averages the whole (padded) map.
+            projected (list[Tensor], optional): The projected encoder
+                inputs when the caller has them.
             num_levels (int): Encoder scales pooled, coarse to fine.
                 Defaults to 1.
-            encoded (Tensor, optional): The pixel decoder's
-                ``encode_layers(feats, d)``, shape (B, N, C), pooled instead
-                of the projected features.
+            encoded (Tensor, optional): Encoder tokens after its first
+                layers, shape (B, N, C), pooled instead of the projected
+                features.
 
         Returns:
             Tensor: Pooled features, shape (B, num_levels * C).
         """
-        shapes = None if data_samples is None else valid_shapes(data_samples)
-        return self.panoptic_head.pixel_decoder.gate_features(
-            list(feats), shapes, projected, num_levels, encoded)
+
+    @abstractmethod
+    def gate_inputs_and_reuse(
+        self,
+        feats: Sequence[Tensor],
+        data_samples: Optional[SampleList] = None,
+        num_levels: int = 1,
+        depths: Sequence[int] = (0, ),
+        exits: Optional[Sequence[int]] = None
+    ) -> Tuple[Dict[int, Tensor], Dict[str, Any]]:
+        """The gate inputs read after several encoder depths, and what
+        computing them ran, for the exits to reuse.
+
+        Args:
+            feats (Sequence[Tensor]): Backbone (and neck) features, each of
+                shape (B, C_i, H_i, W_i).
+            data_samples (list[:obj:`DetDataSample`], optional): The images'
+                data samples (see :meth:`gate_input`).
+            num_levels (int): Encoder scales pooled. Defaults to 1.
+            depths (Sequence[int]): Encoder layers run before pooling (0:
+                the projected inputs). Defaults to (0, ).
+            exits (Sequence[int], optional): The exits that will be decoded
+                with the returned state; encoder layers it holds are not
+                run again when every exit is at least that deep. None
+                reuses no encoder layer.
+
+        Returns:
+            tuple[dict[int, Tensor], dict]: Depth -> gate inputs
+            (B, num_levels * C); the keyword arguments of
+            ``predict_exits_by_feat`` (and :meth:`forward_exit_by_feat`)
+            that reuse the state (tensors with the batch first).
+        """
+
+    @abstractmethod
+    def forward_exit_by_feat(self, feats: Sequence[Tensor],
+                             data_samples: Optional[SampleList],
+                             exit_layer: int, **reuse: Any) -> Any:
+        """The head's outputs as in ``mode='tensor'`` at one exit.
+
+        Args:
+            feats (Sequence[Tensor]): Backbone (and neck) features, each of
+                shape (B, C_i, H_i, W_i).
+            data_samples (list[:obj:`DetDataSample`], optional): The batch
+                data samples.
+            exit_layer (int): The exit.
+            **reuse: State from :meth:`gate_inputs_and_reuse`.
+
+        Returns:
+            Any: Nested tensors, the batch along
+            :attr:`gated_output_batch_dim`.
+        """
 
     def gate_exits(
         self,
         feats: Sequence[Tensor],
         data_samples: Optional[SampleList] = None
-    ) -> Tuple[Tensor, List[Tensor], Optional[Tuple[int, Tensor]]]:
+    ) -> Tuple[Tensor, Dict[str, Any]]:
         """Let the gate pick every image's exit.
 
         Args:
@@ -156,11 +227,9 @@ class GatedInferenceMixin:
                 data samples (see :meth:`gate_input`).
 
         Returns:
-            tuple: The chosen exits (numbers of encoder layers), shape
-            (B, ), int64; the pixel decoder's projected encoder inputs
-            (``project_inputs``) and, for a gate with ``input_depth`` =
-            d > 0, ``(d, tokens)`` with the tokens after ``d`` encoder
-            layers (B, N, C) (None otherwise), for the encoder to reuse.
+            tuple[Tensor, dict]: The chosen exits (numbers of encoder
+            layers), shape (B, ), int64, and the state the exits reuse
+            (:meth:`gate_inputs_and_reuse`).
         """
         if self.gate is None:
             raise ValueError('this model has no gate (model.gate is None)')
@@ -169,23 +238,11 @@ class GatedInferenceMixin:
                 'the exit gate has no trained weights: load a checkpoint '
                 'with the gate merged in (tools/eco/merge_gate.py PARENT '
                 'GATE.pth --out MERGED.pth)')
-        pixel_decoder = self.panoptic_head.pixel_decoder
-        projected = pixel_decoder.project_inputs(list(feats))
-        resume = None
-        if self.gate.input_depth > 0:
-            resume = (self.gate.input_depth,
-                      pixel_decoder.encode_layers(
-                          list(feats), self.gate.input_depth, projected))
-        gate_input = self.gate_input(feats, data_samples, projected,
-                                     self.gate.input_levels,
-                                     None if resume is None else resume[1])
-        return self.gate.predict(gate_input), projected, resume
-
-    @staticmethod
-    def _resume_rows(resume: Optional[Tuple[int, Tensor]],
-                     index: Tensor) -> Optional[Tuple[int, Tensor]]:
-        """The encoder state of some images of the batch."""
-        return None if resume is None else (resume[0], resume[1][index])
+        depth = self.gate.input_depth
+        inputs, reuse = self.gate_inputs_and_reuse(feats, data_samples,
+                                                   self.gate.input_levels,
+                                                   (depth, ), self.gate.exits)
+        return self.gate.predict(inputs[depth]), reuse
 
     def own_size_groups(
             self, batch_inputs: Tensor,
@@ -265,15 +322,12 @@ class GatedInferenceMixin:
                 batch_inputs, batch_data_samples):
             samples = [batch_data_samples[i] for i in size_index.tolist()]
             feats = self.extract_feat(inputs)
-            exits, projected, resume = self.gate_exits(feats, samples)
+            exits, reuse = self.gate_exits(feats, samples)
             for exit_layer, index in self.exit_groups(exits):
                 group_samples = [samples[i] for i in index.tolist()]
-                self.predict_exits_by_feat(
-                    [feat[index] for feat in feats],
-                    group_samples, [exit_layer],
-                    rescale,
-                    projected=[level[index] for level in projected],
-                    resume=self._resume_rows(resume, index))
+                self.predict_exits_by_feat([feat[index] for feat in feats],
+                                           group_samples, [exit_layer],
+                                           rescale, **take_rows(reuse, index))
                 for data_sample in group_samples:
                     data_sample.set_metainfo(dict(exit_layer=exit_layer))
         return batch_data_samples
@@ -293,27 +347,22 @@ class GatedInferenceMixin:
 
         Returns:
             tuple[list[Tensor]]: The head's outputs as in ``mode='tensor'``
-            (classification and mask logits of every decoder layer), each
-            image's rows computed at its exit. Unlike :meth:`predict_gated`
+            (:meth:`forward_exit_by_feat`), each image's rows computed at
+            its exit. Unlike :meth:`predict_gated`
             the batch runs at its padded size (the outputs share one
             shape); the gate input is still each image's own area when the
             data samples are given.
         """
         feats = self.extract_feat(batch_inputs)
         outputs = None
-        exits, projected, resume = self.gate_exits(feats, batch_data_samples)
+        exits, reuse = self.gate_exits(feats, batch_data_samples)
         for exit_layer, index in self.exit_groups(exits):
-            _, mask_feature, multi_scale_features = next(
-                self.panoptic_head.pixel_decoder.forward_exits(
-                    [feat[index] for feat in feats], [exit_layer],
-                    [level[index] for level in projected],
-                    self._resume_rows(resume, index)))
             group_samples = None if batch_data_samples is None else [
                 batch_data_samples[i] for i in index.tolist()
             ]
-            group_outputs = self.panoptic_head.forward(
-                PixelDecoderOutput(mask_feature, multi_scale_features),
-                group_samples)
+            group_outputs = self.forward_exit_by_feat(
+                [feat[index] for feat in feats], group_samples, exit_layer,
+                **take_rows(reuse, index))
             outputs = _scatter(outputs, group_outputs, index,
-                               len(batch_inputs))
+                               len(batch_inputs), self.gated_output_batch_dim)
         return outputs
