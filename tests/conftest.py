@@ -250,6 +250,70 @@ def tiny_eco_parent_checkpoint(tmp_path_factory: pytest.TempPathFactory,
     return TINY_ECO_PARENT_CONFIG, str(checkpoint)
 
 
+# --- ECO-DINO: a tiny parent after one iteration and its derived set -------
+TINY_ECO_DINO_CONFIG = ('configs/proscale_detr/eco-dino-parent_r18_1xb4-tiny_'
+                        'synthetic-detection.py')
+
+
+@pytest.fixture(scope='session')
+def tiny_eco_dino_checkpoint(tmp_path_factory: pytest.TempPathFactory,
+                             synthetic_detection_cfg_options: List[str],
+                             run_tool: Callable) -> tuple:
+    """Train the tiny synthetic ECO-DINO parent for one iteration.
+
+    Returns:
+        tuple[str, str]: The config path (relative to the repository root;
+        pass ``synthetic_detection_cfg_options`` when using it) and the
+        absolute checkpoint path.
+    """
+    work_dir = tmp_path_factory.mktemp('tiny_eco_dino')
+    run_tool(
+        'tools/train.py',
+        TINY_ECO_DINO_CONFIG,
+        '--work-dir',
+        str(work_dir),
+        '--cfg-options',
+        *synthetic_detection_cfg_options,
+        'train_cfg.max_iters=1',
+        'train_dataloader.batch_size=2',
+        'val_dataloader=None',
+        'val_cfg=None',
+        'val_evaluator=None',
+        'custom_hooks.0.seed=0',
+        env=dict(OMP_NUM_THREADS='1'),
+        timeout=600)
+    checkpoint = work_dir / 'iter_1.pth'
+    assert checkpoint.is_file(), f'no checkpoint in {work_dir}'
+    return TINY_ECO_DINO_CONFIG, str(checkpoint)
+
+
+@pytest.fixture(scope='session')
+def tiny_eco_dino_derived(tmp_path_factory: pytest.TempPathFactory,
+                          tiny_eco_dino_checkpoint: tuple,
+                          synthetic_detection_cfg_options: List[str],
+                          run_tool: Callable) -> str:
+    """The exit dataset of the synthetic training split derived with
+    ``tools/eco/derive_exit_dataset.py`` from
+    :func:`tiny_eco_dino_checkpoint` (chunks of 5 images)."""
+    config, checkpoint = tiny_eco_dino_checkpoint
+    out = tmp_path_factory.mktemp('tiny_eco_dino_derived') / 'derived.npz'
+    run_tool(
+        'tools/eco/derive_exit_dataset.py',
+        config,
+        checkpoint,
+        '--out',
+        str(out),
+        '--save-interval',
+        '5',
+        '--work-dir',
+        str(out.parent / 'logs'),
+        '--cfg-options',
+        *synthetic_detection_cfg_options,
+        env=dict(OMP_NUM_THREADS='1'),
+        timeout=600)
+    return str(out)
+
+
 def _run_main(script: str, *args: str) -> None:
     """Run a repository script as ``__main__`` in this process.
 

@@ -49,8 +49,8 @@ class _Quality:
     def __init__(self, pq):
         self.pq = pq
 
-    def evaluate(self, image_id, seg_map_path, predictions):
-        assert seg_map_path == f'{image_id}.png'
+    def evaluate(self, image_id, predictions):
+        assert all(p.img_id == image_id for p in predictions)
         tables = np.zeros((len(predictions), 3, 3))
         tables[:, 0, 0] = self.pq[image_id]
         return tables
@@ -62,7 +62,6 @@ def test_oracle_takes_each_images_best_exit(beta, expected):
     loop = object.__new__(ExitPolicyTestLoop)
     loop.exits = [2, 4, 6]
     loop.oracle_beta = beta
-    loop.seg_map_paths = {i: f'{i}.png' for i in range(4)}
     loop.quality_evaluator = _Quality({
         0: [0.5, 0.65, 0.6],
         1: [0.7, 0.7, 0.7],  # a tie: the shallowest exit

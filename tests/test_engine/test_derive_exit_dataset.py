@@ -96,7 +96,8 @@ def test_reference_dataset(reference, synthetic_data_root,
     # the same pooling of the tokens after encoder layer 1
     assert data.layer1_gate_inputs.shape == data.gate_inputs.shape
     assert not np.allclose(data.layer1_gate_inputs, data.gate_inputs)
-    assert 'layer1_gate_input' in data.meta
+    assert 'layer1_gate_inputs' in data.meta['gate_input']
+    assert data.meta['task'] == 'panoptic'
     assert np.isfinite(data.quality('pq', 'All')).all()
     assert ((data.pq >= 0) & (data.pq <= 1) | np.isnan(data.pq)).all()
     assert data.meta['checkpoint']['path'] == tiny_eco_parent_checkpoint[1]

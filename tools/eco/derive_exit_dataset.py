@@ -31,7 +31,8 @@ from proscale.utils.cli import (
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Derive the ECO-M2F exit dataset: per-image PQ/SQ/RQ at '
+        description='Derive the ECO-M2F exit dataset: per-image quality '
+        '(PQ/SQ/RQ of a panoptic parent, box AP/AP50/AP75 of a detector) at '
         'every encoder exit, and the gate inputs')
     parser.add_argument('config', help='config of the early-exit parent')
     parser.add_argument('checkpoint', help='checkpoint of the parent')
@@ -68,9 +69,10 @@ def main() -> None:
     with report_user_errors():
         cfg = load_config(args.config, args.cfg_options)
         check_checkpoint(args.checkpoint)
-    # Only the panoptic output is scored; it does not depend on these.
-    cfg.model.setdefault('test_cfg', {}).update(
-        instance_on=False, semantic_on=False)
+    if 'panoptic_fusion_head' in cfg.model:
+        # Only the panoptic output is scored; it does not depend on these.
+        cfg.model.setdefault('test_cfg', {}).update(
+            instance_on=False, semantic_on=False)
     cfg.launcher = args.launcher
     cfg.load_from = args.checkpoint
     cfg.work_dir = args.work_dir or osp.join(

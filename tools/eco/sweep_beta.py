@@ -101,13 +101,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def _panoptic_evaluator(cfg) -> list:
-    """The panoptic entries of the test evaluator (the sweep reports PQ)."""
+    """The panoptic entries of the test evaluator (the sweep reports PQ),
+    or for a detector its box entries (box AP)."""
     evaluator = cfg.test_evaluator
     entries = evaluator if isinstance(evaluator, list) else [evaluator]
-    panoptic = [e for e in entries if 'Panoptic' in e.get('type', '')]
+    panoptic = [e for e in entries if 'Panoptic' in e.get('type', '')] or [
+        e for e in entries if e.get('type') == 'CocoMetric'
+        and 'bbox' in e.get('metric', 'bbox')
+    ]
     if not panoptic:
-        raise ValueError('test_evaluator has no panoptic metric (types: '
-                         f"{[e.get('type') for e in entries]})")
+        raise ValueError('test_evaluator has no panoptic or box metric '
+                         f"(types: {[e.get('type') for e in entries]})")
     return panoptic
 
 

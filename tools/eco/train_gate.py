@@ -56,11 +56,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--out', required=True, help='output gate file')
     parser.add_argument(
         '--metric',
-        choices=('pq', 'sq', 'rq'),
-        default='pq',
-        help='per-image quality q_k')
+        help="per-image quality q_k, one of the derived file's metrics: pq, "
+        'sq, rq (panoptic) or ap, ap50, ap75 (box); default: the first (pq, '
+        'ap)')
     parser.add_argument(
-        '--group', choices=('All', 'Things', 'Stuff'), default='All')
+        '--group',
+        help="one of the derived file's groups: All, Things, Stuff "
+        '(panoptic) or All (box); default: All')
     flops = parser.add_mutually_exclusive_group()
     flops.add_argument(
         '--exit-gflops',
@@ -89,7 +91,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         type=int,
         default=1,
         help='encoder scales pooled into the gate input, coarse to fine '
-        "(1: the 1/32 scale, the authors' gate; up to the derived file's "
+        "(1: the coarsest scale, 1/32 or DINO's 1/64, the authors' gate; up "
+        "to the derived file's "
         'gate_input_levels)')
     parser.add_argument(
         '--gate-input-depth',
@@ -212,8 +215,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         fit.beta,
         args.loss,
         temperature=args.temperature,
-        metric=args.metric,
-        group=args.group,
+        metric=samples.metric,
+        group=samples.group,
         derived=dict(
             path=osp.abspath(args.derived),
             checkpoint=derived_meta.get('checkpoint'),

@@ -2,9 +2,10 @@
 """The gate's training data: cached gate inputs and per-exit quality.
 
 The derived dataset (ECO-M2F step B, ``tools/eco/derive_exit_dataset.py``)
-stores, per image, the gate input (the pooled projected 1/32 features) and
-the quality at every exit; :func:`load_exit_samples` reads what the gate
-needs from it, so the gate trains without running the segmentation model.
+stores, per image, the gate input (the pooled projected coarsest encoder
+scale: 1/32 for Mask2Former, 1/64 for DINO) and the quality at every exit
+(PQ/SQ/RQ, or box AP/AP50/AP75); :func:`load_exit_samples` reads what the
+gate needs from it, so the gate trains without running the model.
 """
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
@@ -28,12 +29,16 @@ class ExitSamples:
         image_ids (np.ndarray, optional): Image ids, shape (N, ).
         meta (dict, optional): Provenance of the samples (the derived
             file's meta).
+        metric (str, optional): The quality's metric (e.g. 'pq', 'ap').
+        group (str, optional): The quality's group (e.g. 'All').
     """
     gate_inputs: Tensor
     quality: Tensor
     exits: Tuple[int, ...]
     image_ids: Optional[np.ndarray] = None
     meta: Optional[dict] = None
+    metric: Optional[str] = None
+    group: Optional[str] = None
 
     def __post_init__(self) -> None:
         self.gate_inputs = torch.as_tensor(
@@ -68,30 +73,38 @@ class ExitSamples:
             exits=self.exits,
             image_ids=None
             if self.image_ids is None else self.image_ids[index.numpy()],
-            meta=self.meta)
+            meta=self.meta,
+            metric=self.metric,
+            group=self.group)
 
 
 def load_exit_samples(
         path: str,
-        metric: str = 'pq',
-        group: str = 'All',
+        metric: Optional[str] = None,
+        group: Optional[str] = None,
         expected_exits: Optional[Sequence[int]] = None,
         input_levels: int = 1,
         input_depth: int = 0) -> ExitSamples:
     """Load the gate's training data from a derived exit dataset file.
 
-    A quality that is NaN (no category with ``tp + fp + fn > 0``: the image
-    has no ground-truth segment of the group and the exit predicts none) is
-    read as 1, a perfect prediction: predicting any segment there would give
-    0.
+    A quality that is NaN is read as 1, a perfect prediction: panoptic (no
+    category with ``tp + fp + fn > 0``: the image has no ground-truth
+    segment of the group and the exit predicts none; predicting any segment
+    there would give 0), or box AP of an image without ground-truth boxes
+    (pycocotools leaves it undefined whatever is predicted; every exit is
+    equally good).
 
     Args:
         path (str): A file written by ``tools/eco/derive_exit_dataset.py``.
-        metric (str): 'pq', 'sq' or 'rq'. Defaults to 'pq' (the paper's).
-        group (str): 'All', 'Things' or 'Stuff'. Defaults to 'All'.
+        metric (str, optional): One of the file's metrics (``'pq'``,
+            ``'sq'``, ``'rq'`` of a panoptic file; ``'ap'``, ``'ap50'``,
+            ``'ap75'`` of a box file). Defaults to the file's first (PQ, the
+            paper's; box AP).
+        group (str, optional): One of the file's groups ('All', 'Things',
+            'Stuff' of a panoptic file; 'All'). Defaults to the first.
         expected_exits (Sequence[int], optional): Exits the file must have.
         input_levels (int): Encoder scales of the gate input, coarse to
-            fine: 1 (the 1/32 scale, the authors' gate) up to the file's
+            fine: 1 (the coarsest scale, the authors' gate) up to the file's
             ``meta['gate_input_levels']`` (1 for files without it).
             Defaults to 1.
         input_depth (int): Encoder layers before the gate input: 0 (the
@@ -104,6 +117,13 @@ def load_exit_samples(
     if input_depth not in (0, 1):
         raise ValueError(f'input_depth must be 0 or 1, got {input_depth!r}')
     dataset = load_exit_dataset(path, expected_exits)
+    metric = dataset.metrics[0] if metric is None else metric
+    group = dataset.groups[0] if group is None else group
+    if metric not in dataset.metrics or group not in dataset.groups:
+        raise ValueError(
+            f'{path} holds metrics {list(dataset.metrics)} of groups '
+            f'{list(dataset.groups)} ({dataset.task}), not {metric!r} of '
+            f'{group!r}')
     inputs = dataset.gate_inputs
     if input_depth == 1:
         inputs = dataset.layer1_gate_inputs
@@ -125,7 +145,9 @@ def load_exit_samples(
         quality=torch.from_numpy(quality),
         exits=tuple(dataset.exits.tolist()),
         image_ids=dataset.image_ids,
-        meta=dataset.meta)
+        meta=dataset.meta,
+        metric=metric,
+        group=group)
 
 
 def split_samples(samples: ExitSamples,

@@ -8,7 +8,9 @@ every fixed exit and the per-image oracle on the test set in one pass
 plot (:func:`plot_sweep`). Each gate and the oracle are compared with the
 fixed-exit curve at their own cost (:func:`compare_with_fixed_curve`): the
 PQ a fixed depth reaches for the same GFLOPs, linearly interpolated between
-the neighbouring fixed exits.
+the neighbouring fixed exits. For a detector the headline quality is the
+box AP (``bbox_mAP``, in percent like PQ) instead of PQ; the keys
+``fixed_curve_pq`` and ``pq_over_fixed`` then hold box AP.
 """
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -19,19 +21,35 @@ from ..engine.loops import ORACLE, fixed_exit_policy
 # Panoptic metrics reported per policy, matched against the last part of the
 # evaluator's keys (e.g. 'coco_panoptic/PQ').
 SWEEP_METRICS = ('PQ', 'SQ', 'RQ', 'PQ_th', 'PQ_st')
+# Box metrics of mmdet's CocoMetric (fractions there, percent in the rows).
+BOX_SWEEP_METRICS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75')
+# The headline quality of a row, in order of preference.
+HEADLINES = ('PQ', 'bbox_mAP')
 
 
 def _panoptic_metrics(metrics: Mapping[str, float]) -> Dict[str, float]:
-    """Pick :data:`SWEEP_METRICS` out of an evaluator's results."""
+    """Pick :data:`SWEEP_METRICS` (or :data:`BOX_SWEEP_METRICS`, in
+    percent) out of an evaluator's results."""
     by_name = {key.rsplit('/', 1)[-1]: value for key, value in metrics.items()}
-    if 'PQ' not in by_name:
-        raise ValueError('the test evaluator reports no PQ (metrics: '
-                         f'{sorted(metrics)}); the sweep needs a panoptic '
-                         'metric such as CocoPanopticMetric')
-    return {
+    if not any(name in by_name for name in HEADLINES):
+        raise ValueError('the test evaluator reports no PQ or bbox_mAP '
+                         f'(metrics: {sorted(metrics)}); the sweep needs a '
+                         'panoptic metric such as CocoPanopticMetric or '
+                         'a box metric such as CocoMetric')
+    picked = {
         name: float(by_name[name])
         for name in SWEEP_METRICS if name in by_name
     }
+    picked.update({
+        name: 100 * float(by_name[name])
+        for name in BOX_SWEEP_METRICS if name in by_name
+    })
+    return picked
+
+
+def headline(rows: List[dict]) -> str:
+    """The headline quality key of sweep rows: 'PQ' or 'bbox_mAP'."""
+    return next(key for key in HEADLINES if all(key in row for row in rows))
 
 
 def sweep_rows(per_policy: Mapping[str, Mapping[str, float]],
@@ -128,11 +146,12 @@ def compare_with_fixed_curve(rows: List[dict]) -> None:
     fixed = sorted((row for row in rows if row['kind'] == 'fixed'),
                    key=lambda row: row[x_key])
     xs = [row[x_key] for row in fixed]
-    pqs = [row['PQ'] for row in fixed]
+    key = headline(rows)
+    pqs = [row[key] for row in fixed]
     for row in rows:
         if row['kind'] != 'fixed':
             row['fixed_curve_pq'] = float(np.interp(row[x_key], xs, pqs))
-            row['pq_over_fixed'] = row['PQ'] - row['fixed_curve_pq']
+            row['pq_over_fixed'] = row[key] - row['fixed_curve_pq']
     oracle = [row for row in rows if row['kind'] == 'oracle']
     if oracle and oracle[0]['pq_over_fixed'] > 0:
         for row in rows:
@@ -143,7 +162,10 @@ def compare_with_fixed_curve(rows: List[dict]) -> None:
 
 def format_sweep(rows: List[dict]) -> str:
     """Format sweep rows as a text table."""
-    metrics = [m for m in SWEEP_METRICS if all(m in row for row in rows)]
+    metrics = [
+        m for m in SWEEP_METRICS + BOX_SWEEP_METRICS
+        if all(m in row for row in rows)
+    ]
     header = ['policy', 'beta'] + metrics + ['vs fixed', 'depth']
     with_gflops = all('gflops' in row for row in rows)
     if with_gflops:
@@ -170,7 +192,8 @@ def format_sweep(rows: List[dict]) -> str:
 
 
 def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
-    """Plot PQ against GFLOPs per image (or mean depth) of every policy.
+    """Plot PQ (or box AP) against GFLOPs per image (or mean depth) of
+    every policy.
 
     Fixed exits form one line (the deepest marked as the full model), each
     gate is a labelled point and the per-image oracle a diamond.
@@ -186,23 +209,24 @@ def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
 
     x_key = 'gflops' if all('gflops' in row for row in rows) else \
         'mean_depth'
+    key = headline(rows)
     fixed = [row for row in rows if row['kind'] == 'fixed']
     gates = [row for row in rows if row['kind'] == 'gate']
     oracle = [row for row in rows if row['kind'] == 'oracle']
     figure, axes = plt.subplots(figsize=(6.4, 4.8))
-    axes.plot([row[x_key] for row in fixed], [row['PQ'] for row in fixed],
+    axes.plot([row[x_key] for row in fixed], [row[key] for row in fixed],
               'o-',
               color='tab:blue',
               label='fixed exit')
     for row in fixed:
         axes.annotate(
-            f"{row['exit']}", (row[x_key], row['PQ']),
+            f"{row['exit']}", (row[x_key], row[key]),
             textcoords='offset points',
             xytext=(0, -12),
             ha='center',
             fontsize=8)
     full = [row for row in fixed if row['full_model']]
-    axes.plot([row[x_key] for row in full], [row['PQ'] for row in full],
+    axes.plot([row[x_key] for row in full], [row[key] for row in full],
               '*',
               color='black',
               markersize=14,
@@ -210,11 +234,11 @@ def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
     colors = iter(('tab:red', 'tab:purple', 'tab:orange', 'tab:brown'))
     for levels, depth in sorted({_gate_input(row) for row in gates}):
         same = [row for row in gates if _gate_input(row) == (levels, depth)]
-        label = 'gated (ECO-M2F, 1/32 input)' if levels == 1 else \
-            f'gated, {levels}-scale input'
+        label = 'gated (ECO-M2F, coarsest-scale input)' if levels == 1 \
+            else f'gated, {levels}-scale input'
         if depth:
             label += f' after {depth} layer(s)'
-        axes.plot([row[x_key] for row in same], [row['PQ'] for row in same],
+        axes.plot([row[x_key] for row in same], [row[key] for row in same],
                   's',
                   color=next(colors, 'tab:gray'),
                   label=label)
@@ -225,18 +249,18 @@ def plot_sweep(rows: List[dict], path: str, title: str = '') -> None:
         if row.get('input_depth'):
             scales += f", layer {row['input_depth']}"
         axes.annotate(
-            f"β={row['beta']:g}{scales}", (row[x_key], row['PQ']),
+            f"β={row['beta']:g}{scales}", (row[x_key], row[key]),
             textcoords='offset points',
             xytext=(4, 5 if i % 2 == 0 else -11),
             fontsize=8)
-    axes.plot([row[x_key] for row in oracle], [row['PQ'] for row in oracle],
+    axes.plot([row[x_key] for row in oracle], [row[key] for row in oracle],
               'D',
               color='tab:green',
               markersize=8,
               label='per-image oracle')
     axes.set_xlabel('GFLOPs per image' if x_key ==
                     'gflops' else 'mean encoder layers')
-    axes.set_ylabel('PQ')
+    axes.set_ylabel('box AP' if key == 'bbox_mAP' else key)
     axes.grid(True, alpha=0.3)
     axes.legend(loc='best')
     if title:

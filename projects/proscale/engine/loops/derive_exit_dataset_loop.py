@@ -2,13 +2,15 @@
 """ECO-M2F step B: derive the per-image, per-exit quality dataset.
 
 :class:`DeriveExitDatasetLoop` runs a trained early-exit parent
-(``EcoMask2Former``) over every image of a split: backbone once, the encoder
-once layer by layer, the transformer decoder and post-processing at every
-exit (``predict_exits_by_feat``). For each image it records PQ/SQ/RQ
-(All/Things/Stuff) at every exit, computed in memory exactly as
-``CocoPanopticMetric`` (with ``ann_file``) would on that image alone, and the
-gate input (``pixel_decoder.gate_features``). The result is one
-:class:`~proscale.evaluation.ExitDataset` file (format:
+(``EcoMask2Former``, ``EcoDINO``) over every image of a split: backbone
+once, the encoder once layer by layer, the decoder and post-processing at
+every exit (``predict_exits_by_feat``). For each image it records the
+quality at every exit, scored by the model's task
+(``exit_quality_task``; :mod:`proscale.evaluation.exit_quality`): PQ/SQ/RQ
+(All/Things/Stuff) exactly as ``CocoPanopticMetric`` (with ``ann_file``)
+would compute them on that image alone, or COCO box AP/AP50/AP75 exactly
+as pycocotools would; and the gate inputs (``gate_inputs_and_reuse``). The
+result is one :class:`~proscale.evaluation.ExitDataset` file (format:
 ``projects/proscale/evaluation/exit_dataset.py`` and
 ``docs/eco_derived_dataset.md``).
 
@@ -54,10 +56,10 @@ from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Subset
 
 from ...evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
-                                        EXIT_DATASET_VERSION, GROUPS, METRICS,
-                                        ExitDataset, load_exit_dataset)
-from ...evaluation.single_image_panoptic_evaluator import \
-    SingleImagePanopticEvaluator
+                                        EXIT_DATASET_VERSION, ExitDataset,
+                                        load_exit_dataset)
+from ...evaluation.exit_quality import (ExitQualityEvaluator,
+                                        build_exit_quality)
 from ...utils import unwrap_model
 from ...utils.checkpoint_checks import checkpoint_sha256
 from ..early_exit_model import early_exit_model
@@ -69,21 +71,6 @@ _RUN_SPECIFIC_META = ('config', 'code_version')
 # env_cfg.dist_cfg).
 _LAUNCH_KEYS = ('launcher', 'work_dir', 'load_from', 'resume',
                 'model_wrapper_cfg')
-_GATE_INPUT = ('model.gate_input: averages of the projected encoder scales '
-               '(input_convs, 1x1 conv + GroupNorm), before position and '
-               "level embeddings, over the cells covering the image's "
-               'img_shape, concatenated coarse to fine (gate_input_levels '
-               'scales; the first feat_channels columns are the 1/32 scale, '
-               "the authors' gate input)")
-_LAYER1_GATE_INPUT = (
-    'model.gate_input(..., encoded=pixel_decoder.encode_layers(feats, 1)): '
-    'the same averages of the tokens after the first encoder layer '
-    '(ExitGate(input_depth=1)); the exits resume from those tokens')
-_GROUND_TRUTH = ("segments_info of the split's panoptic ann_file and the PNG "
-                 "at each image's seg_map_path, as CocoPanopticMetric("
-                 'ann_file=...) evaluates them; predictions as its '
-                 '_parse_predictions converts them; per image as '
-                 "panopticapi's pq_compute")
 
 
 def derive_dataloader_cfg(cfg: Config, split: str) -> dict:
@@ -105,60 +92,51 @@ def derive_dataloader_cfg(cfg: Config, split: str) -> dict:
     if 'pipeline' not in dataset:
         raise ValueError(
             f'{split}_dataloader.dataset (type {dataset.get("type")!r}) has '
-            'no pipeline; derivation needs a CocoPanopticDataset-like '
-            'dataset, not a dataset wrapper')
+            'no pipeline; derivation needs a COCO-style dataset '
+            '(CocoPanopticDataset, CocoDataset), not a dataset wrapper')
     dataset.pipeline = copy.deepcopy(test_dataset.pipeline)
     return dict(dataset=dataset, num_workers=loader.get('num_workers', 0))
 
 
 @torch.no_grad()
 def derive_image(model: torch.nn.Module, data_batch: dict,
-                 exits: Sequence[int], evaluator: SingleImagePanopticEvaluator,
-                 image_id: int, seg_map_path: str) -> Dict[str, Any]:
-    """Derive one image: quality at every exit and the gate input.
+                 exits: Sequence[int], evaluator: ExitQualityEvaluator,
+                 image_id: int) -> Dict[str, Any]:
+    """Derive one image: quality at every exit and the gate inputs.
 
     The backbone and the encoder run once (``predict_exits_by_feat``
-    decodes every exit of one encoder pass).
+    decodes every exit of one encoder pass, reusing what the gate inputs
+    computed: ``gate_inputs_and_reuse``).
 
     Args:
-        model (nn.Module): An ``EcoMask2Former`` in eval mode.
+        model (nn.Module): An early-exit model (``EcoMask2Former``,
+            ``EcoDINO``) in eval mode.
         data_batch (dict): One image as the dataloader yields it
             (``pseudo_collate`` of one sample).
         exits (Sequence[int]): The exits, increasing.
-        evaluator (SingleImagePanopticEvaluator): Scores the predictions.
+        evaluator (ExitQualityEvaluator): Scores the predictions.
         image_id (int): The image id in the annotation file.
-        seg_map_path (str): The image's ground-truth panoptic PNG.
 
     Returns:
-        dict: ``image_id``; ``gate_input`` and ``layer1_gate_input`` (the
-        tokens after the first encoder layer pooled alike), each of shape
-        (C, ), float32; ``pq``, ``sq``, ``rq``, each of shape (E, 3)
-        (groups All / Things / Stuff).
+        dict: ``image_id``; ``gate_input`` and, for a model that reads gate
+        inputs after the first encoder layer, ``layer1_gate_input`` (the
+        tokens after that layer pooled alike), each of shape (L * C, ),
+        float32; one array of shape (E, G) per metric of ``evaluator``.
     """
     data = model.data_preprocessor(data_batch, False)
     feats = model.extract_feat(data['inputs'])
-    pixel_decoder = model.panoptic_head.pixel_decoder
-    projected = pixel_decoder.project_inputs(feats)
-    encoded = pixel_decoder.encode_layers(feats, 1, projected)
-    gate_inputs = [
-        model.gate_input(feats, data['data_samples'], projected,
-                         len(projected), tokens)
-        for tokens in (None, encoded)
-    ]
-    outputs = model.predict_exits_by_feat(
-        feats,
-        data['data_samples'],
-        exits,
-        projected=projected,
-        resume=(1, encoded) if min(exits) >= 1 else None)
-    tables = evaluator.evaluate(
-        image_id, seg_map_path,
-        [outputs[k][0].pred_panoptic_seg for k in exits])
+    gate_inputs, reuse = model.gate_inputs_and_reuse(
+        feats, data['data_samples'], model.gate_input_levels,
+        model.gate_input_depths, exits)
+    outputs = model.predict_exits_by_feat(feats, data['data_samples'], exits,
+                                          **reuse)
+    tables = evaluator.evaluate(image_id, [outputs[k][0] for k in exits])
     row = dict(
         image_id=image_id,
-        gate_input=gate_inputs[0][0].float().cpu().numpy(),
-        layer1_gate_input=gate_inputs[1][0].float().cpu().numpy())
-    for j, name in enumerate(METRICS):
+        gate_input=gate_inputs[0][0].float().cpu().numpy())
+    if 1 in gate_inputs:
+        row['layer1_gate_input'] = gate_inputs[1][0].float().cpu().numpy()
+    for j, name in enumerate(evaluator.metrics):
         row[name] = tables[:, :, j]
     return row
 
@@ -204,10 +182,13 @@ class DeriveExitDatasetLoop(BaseLoop):
 
     Args:
         runner (Runner): The runner; its model must be an early-exit
-            ``EcoMask2Former`` and ``runner.cfg.load_from`` its checkpoint.
+            model (``EcoMask2Former``, ``EcoDINO``) and
+            ``runner.cfg.load_from`` its checkpoint.
         dataloader (dict): The split's dataloader config (see
-            :func:`derive_dataloader_cfg`): a ``CocoPanopticDataset``-like
-            ``dataset`` with the test pipeline and ``num_workers``.
+            :func:`derive_dataloader_cfg`): a COCO-style ``dataset`` of the
+            model's task (``CocoPanopticDataset`` for panoptic quality,
+            ``CocoDataset`` for box AP) with the test pipeline and
+            ``num_workers``.
         out_file (str): The output ``.npz`` file.
         split (str): Name of the split, recorded in the meta data.
         exits (Sequence[int], optional): Exits to evaluate; defaults to the
@@ -231,7 +212,8 @@ class DeriveExitDatasetLoop(BaseLoop):
                 f'save_interval must be >= 1, got {save_interval}')
         model = early_exit_model(
             runner.model, 'DeriveExitDatasetLoop',
-            ('predict_exits_by_feat', 'gate_input'))
+            ('predict_exits_by_feat', 'gate_inputs_and_reuse',
+             'exit_quality_task'))
         checkpoint = runner.cfg.get('load_from')
         if not checkpoint or not osp.isfile(checkpoint):
             raise FileNotFoundError(
@@ -248,25 +230,13 @@ class DeriveExitDatasetLoop(BaseLoop):
         dataset_cfg = copy.deepcopy(dataloader['dataset'])
         self.dataset = DATASETS.build(dataset_cfg)
         self.dataset.full_init()
-        data_list = [
-            self.dataset.get_data_info(i) for i in range(len(self.dataset))
-        ]
-        missing = [
-            key for key in ('img_id', 'seg_map_path') if any(
-                info.get(key) is None for info in data_list)
-        ]
-        if missing or not getattr(self.dataset, 'ann_file', None):
-            raise ValueError(
-                f"dataset '{type(self.dataset).__name__}' must give every "
-                'image img_id and seg_map_path and have a panoptic ann_file '
-                f'(missing: {missing or ["ann_file"]})')
-        self.image_ids = np.array([info['img_id'] for info in data_list],
+        self.evaluator = build_exit_quality(model.exit_quality_task,
+                                            self.dataset)
+        self.image_ids = np.array([
+            self.dataset.get_data_info(i)['img_id']
+            for i in range(len(self.dataset))
+        ],
                                   dtype=np.int64)
-        self.seg_map_paths = [info['seg_map_path'] for info in data_list]
-        self.evaluator = SingleImagePanopticEvaluator(
-            self.dataset.ann_file,
-            self.dataset.metainfo['classes'],
-            backend_args=getattr(self.dataset, 'backend_args', None))
         self.num_workers = dataloader.get('num_workers', 0)
 
         config = copy.deepcopy(runner.cfg)
@@ -278,9 +248,10 @@ class DeriveExitDatasetLoop(BaseLoop):
             dict(
                 format=EXIT_DATASET_FORMAT,
                 format_version=EXIT_DATASET_VERSION,
+                task=self.evaluator.task,
                 exits=self.exits,
-                groups=list(GROUPS),
-                metrics=list(METRICS),
+                groups=list(self.evaluator.groups),
+                metrics=list(self.evaluator.metrics),
                 split=split,
                 dataset=dict(
                     type=type(self.dataset).__name__,
@@ -293,11 +264,9 @@ class DeriveExitDatasetLoop(BaseLoop):
                 model=runner.cfg.model,
                 checkpoint=dict(
                     path=checkpoint, sha256=checkpoint_sha256(checkpoint)),
-                gate_input=_GATE_INPUT,
-                layer1_gate_input=_LAYER1_GATE_INPUT,
-                gate_input_levels=model.panoptic_head.pixel_decoder.
-                num_encoder_levels,
-                ground_truth=_GROUND_TRUTH,
+                gate_input=model.gate_input_info,
+                gate_input_levels=model.gate_input_levels,
+                ground_truth=self.evaluator.ground_truth,
                 code_version=_code_version(),
                 config=config.pretty_text))
         super().__init__(runner, dataloader=None)
@@ -362,13 +331,15 @@ class DeriveExitDatasetLoop(BaseLoop):
         ExitDataset(
             image_ids=[row['image_id'] for row in rows],
             exits=self.exits,
-            pq=np.stack([row['pq'] for row in rows]),
-            sq=np.stack([row['sq'] for row in rows]),
-            rq=np.stack([row['rq'] for row in rows]),
             gate_inputs=np.stack([row['gate_input'] for row in rows]),
             layer1_gate_inputs=np.stack(
-                [row['layer1_gate_input'] for row in rows]),
-            meta=self.meta).save(osp.join(self.parts_dir, name))
+                [row['layer1_gate_input'] for row in rows])
+            if 'layer1_gate_input' in rows[0] else None,
+            meta=self.meta,
+            **{
+                name: np.stack([row[name] for row in rows])
+                for name in self.evaluator.metrics
+            }).save(osp.join(self.parts_dir, name))
 
     def _merge(self) -> ExitDataset:
         """Merge every chunk and earlier result into ``out_file``."""
@@ -392,9 +363,10 @@ class DeriveExitDatasetLoop(BaseLoop):
         """Derive every remaining image and write ``out_file``.
 
         Returns:
-            dict[str, float]: ``'exit{k}/pq'``: the mean per-image All-PQ of
-            exit k over the split (NaN entries skipped), on rank 0; empty on
-            the other ranks.
+            dict[str, float]: ``'exit{k}/{metric}'``: the mean per-image
+            quality (the first metric and group: All-PQ, or box AP) of exit
+            k over the split (NaN entries skipped), on rank 0; empty on the
+            other ranks.
         """
         rank, world_size = get_dist_info()
         run_id, pending, indices = self._plan()
@@ -417,8 +389,7 @@ class DeriveExitDatasetLoop(BaseLoop):
         for index, data_batch in zip(indices, self.dataloader):
             rows.append(
                 derive_image(model, data_batch, self.exits, self.evaluator,
-                             int(self.image_ids[index]),
-                             self.seg_map_paths[index]))
+                             int(self.image_ids[index])))
             if len(rows) == self.save_interval:
                 self._save_chunk(rows, run_id, rank, chunk)
                 rows, chunk = [], chunk + 1
@@ -433,16 +404,17 @@ class DeriveExitDatasetLoop(BaseLoop):
         metrics: Dict[str, float] = {}
         if rank == 0:
             merged = self._merge()
-            mean_pq = np.nanmean(merged.quality('pq', 'All'), axis=0)
+            metric, group = merged.metrics[0], merged.groups[0]
+            means = np.nanmean(merged.quality(metric, group), axis=0)
             metrics = {
-                f'exit{k}/pq': float(v)
-                for k, v in zip(self.exits, mean_pq)
+                f'exit{k}/{metric}': float(v)
+                for k, v in zip(self.exits, means)
             }
             print_log(
                 f'wrote {self.out_file}: {len(merged)} images; mean per-image'
-                ' PQ (All) per exit: ' +
+                f' {metric} ({group}) per exit: ' +
                 ', '.join(f'{k}: {100 * v:.2f}'
-                          for k, v in zip(self.exits, mean_pq)),
+                          for k, v in zip(self.exits, means)),
                 logger='current')
         if world_size > 1:
             barrier()

@@ -10,7 +10,7 @@ from mmengine.registry import LOOPS
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ...evaluation import SingleImagePanopticEvaluator
+from ...evaluation import ExitQualityEvaluator, build_exit_quality
 from ...models.gates import (ExitGate, exit_utility, hard_exit_targets,
                              load_gate)
 from ..early_exit_model import early_exit_model
@@ -48,13 +48,15 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
 
     A policy decides each image's exit: a fixed exit (``'exit{k}'``) or a
     trained exit gate (named by the caller). For every batch the model (an
-    ``EcoMask2Former``) runs the backbone and the encoder once, decodes at
-    every exit (``predict_exits_by_feat``) and computes the gate input
-    (``gate_input``), per group of images of equal size alone
+    ``EcoMask2Former`` or ``EcoDINO``) runs the backbone and the encoder
+    once, decodes at every exit (``predict_exits_by_feat``) and computes the
+    gate inputs (``gate_inputs_and_reuse``), per group of images of equal
+    size alone
     (``own_size_groups``, as gated inference does); each policy's evaluator,
     a copy of the test evaluator, receives every image's prediction at the
     exit that policy picks (its own copies), so each policy's metrics are
-    exactly those of running it alone, dataset-level PQ included. The hooks
+    exactly those of running it alone, dataset-level PQ (or box AP)
+    included. The hooks
     see the deepest exit's predictions. :meth:`run` returns
     ``'{policy}/{metric}'``, :attr:`exit_counts` counts the images each
     policy sent to each exit and :attr:`image_exits` lists, per policy and
@@ -63,9 +65,10 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
 
     With ``oracle=True`` the loop also evaluates the per-image oracle, the
     policy ``'oracle'``: every image at the exit with the highest per-image
-    PQ (its own panoptic quality against its ground truth, scored as in the
-    derived dataset of step B; ties to the shallowest), minus ``oracle_beta``
-    per layer. It bounds what any gate choosing among these exits can reach.
+    quality (the model's ``exit_quality_task``: PQ, or box AP, of the image
+    alone against its ground truth, scored as in the derived dataset of
+    step B; ties to the shallowest), minus ``oracle_beta`` per layer. It
+    bounds what any gate choosing among these exits can reach.
 
     Args:
         runner (Runner): The runner.
@@ -77,10 +80,11 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
         exits (Sequence[int], optional): Fixed exits to evaluate; defaults
             to the model's ``exit_layers``.
         oracle (bool): Also evaluate the per-image oracle over ``exits``.
-            Needs a panoptic test set with ``ann_file`` and every image's
-            ``seg_map_path``. Defaults to False.
-        oracle_beta (float): The oracle's cost per encoder layer in PQ
-            fraction units (utility ``q_k - beta * k``). Defaults to 0.
+            Needs a test set with an ``ann_file`` (and, for panoptic
+            quality, every image's ``seg_map_path``). Defaults to False.
+        oracle_beta (float): The oracle's cost per encoder layer in
+            quality fraction units (utility ``q_k - beta * k``). Defaults
+            to 0.
         fp16 (bool): Whether to test with automatic mixed precision.
             Defaults to False.
     """
@@ -96,7 +100,8 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
                  fp16: bool = False) -> None:
         model = early_exit_model(
             runner.model, 'ExitPolicyTestLoop',
-            ('predict_exits_by_feat', 'gate_input', 'own_size_groups'))
+            ('predict_exits_by_feat', 'gate_inputs_and_reuse',
+             'own_size_groups', 'exit_quality_task'))
         self.exits: List[int] = model.check_exits(
             model.exit_layers if exits is None else exits, 'test_cfg.exits')
         self.gates: Dict[str, ExitGate] = {}
@@ -125,9 +130,14 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
             set(self.exits).union(*(gate.exits
                                     for gate in self.gates.values())))
         super().__init__(runner, dataloader, evaluator, self.policies, fp16)
-        self.quality_evaluator: Optional[SingleImagePanopticEvaluator] = None
+        self.quality_evaluator: Optional[ExitQualityEvaluator] = None
         if oracle:
-            self._build_quality_evaluator()
+            try:
+                self.quality_evaluator = build_exit_quality(
+                    model.exit_quality_task, self.dataloader.dataset)
+            except ValueError as error:
+                raise ValueError(
+                    f'ExitPolicyTestLoop(oracle=True): {error}') from error
         self.exit_counts: Dict[str, Counter] = {
             name: Counter()
             for name in self.policies
@@ -137,36 +147,17 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
             for name in self.policies
         }
 
-    def _build_quality_evaluator(self) -> None:
-        """Prepare the per-image PQ of the oracle from the test set."""
-        dataset = self.dataloader.dataset
-        infos = [dataset.get_data_info(i) for i in range(len(dataset))]
-        if not getattr(dataset, 'ann_file', None) or any(
-                info.get('seg_map_path') is None for info in infos):
-            raise ValueError(
-                'ExitPolicyTestLoop(oracle=True) needs a panoptic test set '
-                'with an ann_file and every image\'s seg_map_path, got '
-                f"'{type(dataset).__name__}'")
-        self.seg_map_paths = {
-            int(info['img_id']): info['seg_map_path']
-            for info in infos
-        }
-        self.quality_evaluator = SingleImagePanopticEvaluator(
-            dataset.ann_file,
-            dataset.metainfo['classes'],
-            backend_args=getattr(dataset, 'backend_args', None))
-
     def _oracle_exits(self, outputs: Dict[int, SampleList]) -> List[int]:
-        """Each image's exit of highest utility by its own PQ."""
+        """Each image's exit of highest utility by its own quality (the
+        first metric and group: All-PQ, or box AP)."""
         quality = []
         for i, sample in enumerate(outputs[self.exits[0]]):
-            image_id = int(sample.img_id)
             tables = self.quality_evaluator.evaluate(
-                image_id, self.seg_map_paths[image_id],
-                [outputs[k][i].pred_panoptic_seg for k in self.exits])
+                int(sample.img_id), [outputs[k][i] for k in self.exits])
             quality.append(tables[:, 0, 0])
-        # NaN: no segment in the ground truth or the prediction, nothing
-        # to get wrong (as in the gate's training data)
+        # NaN: nothing to get wrong (no segment in the ground truth or the
+        # prediction; no box in the ground truth), as in the gate's
+        # training data
         quality = torch.tensor(quality, dtype=torch.float64).nan_to_num(1.0)
         best = hard_exit_targets(
             exit_utility(quality, self.exits, self.oracle_beta))
@@ -203,17 +194,12 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
             index = index.tolist()
             group_samples = [samples[i] for i in index]
             feats = model.extract_feat(inputs)
-            pixel_decoder = model.panoptic_head.pixel_decoder
-            projected = pixel_decoder.project_inputs(list(feats))
-            group_choices = self._policy_exits({
-                depth: model.gate_input(
-                    feats, group_samples, projected, self.gate_input_levels,
-                    pixel_decoder.encode_layers(list(feats), depth, projected)
-                    if depth else None)
-                for depth in self.gate_input_depths
-            })
+            gate_inputs, reuse = model.gate_inputs_and_reuse(
+                feats, group_samples, self.gate_input_levels,
+                self.gate_input_depths)
+            group_choices = self._policy_exits(gate_inputs)
             group_outputs = model.predict_exits_by_feat(
-                feats, group_samples, self.decoded_exits, projected=projected)
+                feats, group_samples, self.decoded_exits, **reuse)
             if self.quality_evaluator is not None:
                 group_choices[ORACLE] = self._oracle_exits(group_outputs)
             for j, i in enumerate(index):

@@ -62,6 +62,13 @@ class EcoDINO(GatedInferenceMixin, EarlyExitMixin, ProScaleDINO):
     exit_quality_task = 'bbox'
     # DINOHead.forward stacks the decoder layers first: (L, B, Q, C)
     gated_output_batch_dim = 1
+    gate_input_info = (
+        'model.gate_input: averages of the neck outputs (ChannelMapper: 1x1 '
+        'conv + GroupNorm, and the extra 3x3 stride-2 conv + GroupNorm for '
+        '1/64), before position and level embeddings, over the cells the '
+        "encoder's padding mask leaves valid, concatenated coarse to fine "
+        '(gate_input_levels scales: 1/64, 1/32, 1/16, 1/8; the first '
+        'embed_dims columns are the 1/64 scale)')
 
     def __init__(self,
                  *args,
@@ -301,6 +308,11 @@ class EcoDINO(GatedInferenceMixin, EarlyExitMixin, ProScaleDINO):
             results[exit_layer] = self.add_pred_to_datasample(
                 data_samples, results_list)
         return results
+
+    @property
+    def gate_input_levels(self) -> int:
+        """int: The encoder's scales (1/64, 1/32, 1/16, 1/8)."""
+        return self.num_feature_levels
 
     def gate_input(self,
                    feats: Sequence[Tensor],

@@ -75,6 +75,16 @@ class EcoMask2Former(GatedInferenceMixin, EarlyExitMixin, Mask2Former):
 
     # per-image quality of the derived exit dataset and of the oracle
     exit_quality_task = 'panoptic'
+    gate_input_depths = (0, 1)
+    gate_input_info = (
+        'model.gate_input: averages of the projected encoder scales '
+        '(input_convs, 1x1 conv + GroupNorm), before position and level '
+        "embeddings, over the cells covering the image's img_shape, "
+        'concatenated coarse to fine (gate_input_levels scales; the first '
+        "feat_channels columns are the 1/32 scale, the authors' gate input)"
+        '; layer1_gate_inputs: the same averages of the tokens after the '
+        'first encoder layer (pixel_decoder.encode_layers(feats, 1), '
+        'ExitGate(input_depth=1)); the exits resume from those tokens')
 
     def __init__(self,
                  backbone: ConfigType,
@@ -205,6 +215,11 @@ class EcoMask2Former(GatedInferenceMixin, EarlyExitMixin, Mask2Former):
         """
         return self._at_test_exit(super()._forward, self.forward_gated,
                                   batch_inputs, batch_data_samples)
+
+    @property
+    def gate_input_levels(self) -> int:
+        """int: The pixel decoder's encoder scales (1/32, 1/16, 1/8)."""
+        return self.panoptic_head.pixel_decoder.num_encoder_levels
 
     def gate_input(self,
                    feats: Sequence[Tensor],

@@ -109,13 +109,25 @@ class GatedInferenceMixin(metaclass=ABCMeta):
     image is written to its data sample's metainfo as ``exit_layer``.
 
     The host implements the model-specific parts: :meth:`gate_input`,
-    :meth:`gate_inputs_and_reuse` and :meth:`forward_exit_by_feat`, and its
-    ``predict_exits_by_feat`` takes the reused state as keyword arguments.
+    :meth:`gate_inputs_and_reuse`, :meth:`forward_exit_by_feat` and
+    :attr:`gate_input_levels`, sets :attr:`gate_input_depths` and
+    :attr:`gate_input_info`, and its ``predict_exits_by_feat`` takes the
+    reused state as keyword arguments.
     """
 
     gate: Optional[ExitGate]
     # batch dimension of the tensor forward's outputs
     gated_output_batch_dim = 0
+    # encoder depths a gate input can be read after (0: projected inputs)
+    gate_input_depths: Tuple[int, ...] = (0, )
+    # what the gate input is, for the derived dataset's meta
+    gate_input_info: str
+
+    @property
+    @abstractmethod
+    def gate_input_levels(self) -> int:
+        """int: The encoder scales a gate input can pool (its largest
+        ``num_levels``)."""
 
     def build_gate(self, gate: OptConfigType) -> None:
         """Build the exit gate and check it against the model's exits.
