@@ -18,10 +18,10 @@ GATED_CONFIG = ('configs/proscale_detr/eco-dino-gated_r18_1xb4-tiny_'
 EXITS = (2, 3, 4, 5, 6)
 
 
-def _tool(name):
-    """Import ``tools/eco/<name>.py`` as a module."""
+def _tool(name, folder='eco'):
+    """Import ``tools/<folder>/<name>.py`` as a module."""
     spec = importlib.util.spec_from_file_location(
-        f'eco_tool_{name}', REPO_ROOT / 'tools' / 'eco' / f'{name}.py')
+        f'{folder}_tool_{name}', REPO_ROOT / 'tools' / folder / f'{name}.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -66,6 +66,21 @@ def test_train_merge_and_test_gated_dino(tiny_eco_dino_checkpoint,
     with open(results, 'rb') as f:
         predictions = pickle.load(f)
     assert predictions and all(p['exit_layer'] in EXITS for p in predictions)
+
+    # GFLOPs of the gated model: each image at its exit, plus the gate head
+    get_flops = _tool('get_flops', 'analysis').main
+    gated = get_flops([
+        GATED_CONFIG, '--checkpoint', merged, '--num-images', '2',
+        '--cfg-options', *synthetic_detection_cfg_options
+    ])
+    fixed = [
+        get_flops([
+            GATED_CONFIG, '--num-images', '2', '--cfg-options',
+            *synthetic_detection_cfg_options, 'model.gate=None',
+            f'model.test_cfg.exit_layer={k}'
+        ])['total'] for k in (2, 6)
+    ]
+    assert fixed[0] < gated['total'] < fixed[1] + 1e-4
 
 
 def test_train_gate_metric_follows_the_file(tiny_eco_dino_derived, tmp_path,

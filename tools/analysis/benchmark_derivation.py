@@ -36,7 +36,7 @@ from mmengine.runner import load_checkpoint
 from proscale.engine.loops import (
     derive_exit_dataset_loop as derivation)
 from proscale.evaluation import (
-    SingleImagePanopticEvaluator)
+    PanopticExitQuality)
 from proscale.evaluation.exit_dataset import (
     GROUPS, METRICS)
 from proscale.utils.cli import (
@@ -107,18 +107,16 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, object]:
         raise ValueError(f'--num-images must be >= 1, got {args.num_images}')
     infos = [dataset.get_data_info(i) for i in range(num_images)]
     batches = [pseudo_collate([dataset[i]]) for i in range(num_images)]
-    evaluator = SingleImagePanopticEvaluator(
-        dataset.ann_file, dataset.metainfo['classes'],
-        getattr(dataset, 'backend_args', None))
+    quality = PanopticExitQuality(dataset)
+    evaluator = quality.evaluator
     metric = CocoPanopticMetric(
         ann_file=dataset.ann_file,
         seg_prefix=osp.dirname(infos[0]['seg_map_path']))
     metric.dataset_meta = dataset.metainfo
 
     def one_pass(index: int) -> np.ndarray:
-        row = derivation.derive_image(model, batches[index], exits, evaluator,
-                                      infos[index]['img_id'],
-                                      infos[index]['seg_map_path'])
+        row = derivation.derive_image(model, batches[index], exits, quality,
+                                      infos[index]['img_id'])
         return np.stack([row[name] for name in METRICS], axis=-1)
 
     one_pass(0)  # warm-up

@@ -133,9 +133,10 @@ class BoxExitQuality(ExitQualityEvaluator):
         dataset: A ``CocoDataset``-like dataset with an instances
             ``ann_file`` and every image's ``img_id``.
         max_dets (int): Best-scored detections per category,
-            pycocotools' default 100 (mmdet's ``CocoMetric`` summarises at
-            its last ``proposal_nums``, 1000; the two differ only for images
-            with more than 100 detections of one category).
+            pycocotools' default 100 (mmdet's ``CocoMetric`` evaluates with
+            ``maxDets=(100, 300, 1000)`` and reports AP50 / AP75 at 1000;
+            the two differ only for images with more than 100 detections of
+            one category).
     """
 
     task = 'bbox'

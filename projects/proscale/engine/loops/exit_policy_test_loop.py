@@ -4,6 +4,7 @@ import copy
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from mmdet.structures import SampleList
 from mmengine.registry import LOOPS
@@ -158,7 +159,7 @@ class ExitPolicyTestLoop(MultiEvaluatorTestLoop):
         # NaN: nothing to get wrong (no segment in the ground truth or the
         # prediction; no box in the ground truth), as in the gate's
         # training data
-        quality = torch.tensor(quality, dtype=torch.float64).nan_to_num(1.0)
+        quality = torch.from_numpy(np.stack(quality)).double().nan_to_num(1.0)
         best = hard_exit_targets(
             exit_utility(quality, self.exits, self.oracle_beta))
         return [self.exits[j] for j in best.tolist()]
