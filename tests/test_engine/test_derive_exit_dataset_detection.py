@@ -5,6 +5,7 @@ AP75 that pycocotools reports for that image alone, and its gate input."""
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,57 @@ def test_derived_box_ap_equals_pycocotools_per_image(
             else:
                 np.testing.assert_allclose(stored, expected, rtol=0,
                                            atol=1e-12)
+
+
+def _derive_args(tiny_eco_dino_checkpoint, options, out, *extra):
+    config, checkpoint = tiny_eco_dino_checkpoint
+    return [
+        config, checkpoint, '--out',
+        str(out), '--work-dir',
+        str(Path(out).parent / 'logs'), *extra, '--cfg-options', *options
+    ]
+
+
+def _same_content(path, expected) -> None:
+    a, b = load_exit_dataset(str(path)), load_exit_dataset(str(expected))
+    for name in ('image_ids', 'exits', 'ap', 'ap50', 'ap75', 'gate_inputs'):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    for data in (a, b):
+        data.meta.pop('code_version')
+    assert a.meta == b.meta
+
+
+def test_resume_of_a_finished_derivation(tiny_eco_dino_derived,
+                                         tiny_eco_dino_checkpoint,
+                                         synthetic_detection_cfg_options,
+                                         run_tool, tmp_path):
+    """The detection provenance (model, dataset, metrics) reads back
+    equal: --resume keeps every image and derives none."""
+    out = tmp_path / 'derived.npz'
+    shutil.copy(tiny_eco_dino_derived, out)
+    proc = run_tool(
+        'tools/eco/derive_exit_dataset.py',
+        *_derive_args(tiny_eco_dino_checkpoint,
+                      synthetic_detection_cfg_options, out, '--resume'),
+        env=dict(OMP_NUM_THREADS='1'))
+    num_images = len(load_exit_dataset(tiny_eco_dino_derived))
+    assert (f'deriving exits {EXITS} of 0 of {num_images} images'
+            in proc.stdout + proc.stderr)
+    _same_content(out, tiny_eco_dino_derived)
+
+
+@pytest.mark.heavy
+def test_two_gloo_processes_equal_one(tiny_eco_dino_derived,
+                                      tiny_eco_dino_checkpoint,
+                                      synthetic_detection_cfg_options,
+                                      run_tool, tmp_path):
+    out = tmp_path / 'derived.npz'
+    proc = run_tool(
+        'tools/eco/derive_exit_dataset.py',
+        *_derive_args(tiny_eco_dino_checkpoint,
+                      synthetic_detection_cfg_options, out,
+                      '--save-interval', '3', '--launcher', 'pytorch'),
+        env=dict(OMP_NUM_THREADS='1'),
+        nproc=2)
+    assert 'on 2 rank(s)' in proc.stdout + proc.stderr
+    _same_content(out, tiny_eco_dino_derived)

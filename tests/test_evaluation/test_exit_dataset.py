@@ -159,3 +159,76 @@ def test_failed_save_keeps_existing_file(tmp_path, monkeypatch):
         _dataset([1, 2]).save(str(path))
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ['derived.npz']
+
+
+def _box_dataset(image_ids, seed=0) -> ExitDataset:
+    rng = np.random.default_rng(seed)
+    num = len(image_ids)
+    return ExitDataset(
+        image_ids=image_ids,
+        exits=EXITS,
+        ap=rng.random((num, len(EXITS), 1)),
+        ap50=rng.random((num, len(EXITS), 1)),
+        ap75=rng.random((num, len(EXITS), 1)),
+        gate_inputs=rng.standard_normal((num, 8)),
+        meta=dict(
+            format=EXIT_DATASET_FORMAT,
+            format_version=EXIT_DATASET_VERSION,
+            task='bbox',
+            metrics=['ap', 'ap50', 'ap75'],
+            groups=['All'],
+            exits=list(EXITS)))
+
+
+def test_box_file_round_trip(tmp_path):
+    data = _box_dataset([4, 2])
+    path = str(tmp_path / 'derived.npz')
+    data.save(path)
+    with np.load(path, allow_pickle=False) as archive:
+        assert sorted(archive.files) == [
+            'ap', 'ap50', 'ap75', 'exits', 'gate_inputs', 'image_ids', 'meta'
+        ]
+    loaded = load_exit_dataset(path)
+    assert (loaded.task, loaded.metrics, loaded.groups) == ('bbox', (
+        'ap', 'ap50', 'ap75'), ('All', ))
+    np.testing.assert_array_equal(loaded.quality('ap50'), data.ap50[:, :, 0])
+    np.testing.assert_array_equal(loaded.quality(), data.ap[:, :, 0])
+    with pytest.raises(ValueError, match='metric must be one of'):
+        loaded.quality('pq', 'All')
+    merged = ExitDataset.concatenate([loaded, _box_dataset([1], seed=1)],
+                                     loaded.meta)
+    assert merged.image_ids.tolist() == [1, 2, 4]
+    with pytest.raises(ValueError, match='cannot merge a part with metrics'):
+        ExitDataset.concatenate([loaded, _dataset([1])], loaded.meta)
+    without_ap75 = {k: v for k, v in vars(data).items() if k != 'ap75'}
+    with pytest.raises(ValueError, match=r"missing \['ap75'\]"):
+        ExitDataset(**without_ap75)
+    arrays = dict(np.load(path, allow_pickle=False))
+    del arrays['ap75']
+    np.savez(tmp_path / 'truncated.npz', **arrays)
+    with pytest.raises(ValueError, match=r"missing arrays \['ap75'\]"):
+        load_exit_dataset(str(tmp_path / 'truncated.npz'))
+
+
+def test_version_1_panoptic_files_still_load(tmp_path):
+    """Files written before version 2: no task, version 1, the panoptic
+    arrays (their meta may or may not name metrics and groups)."""
+    data = _dataset([1, 2])
+    path = tmp_path / 'v1.npz'
+    data.save(str(path))
+    arrays = dict(np.load(path, allow_pickle=False))
+    meta = json.loads(str(arrays['meta']))
+    meta['format_version'] = 1
+    arrays['meta'] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    loaded = load_exit_dataset(str(path))
+    assert loaded.task == 'panoptic' and loaded.meta['format_version'] == 1
+    assert (loaded.metrics, loaded.groups) == (('pq', 'sq', 'rq'),
+                                               ('All', 'Things', 'Stuff'))
+    _assert_same(loaded, ExitDataset(**dict(vars(data), meta=meta)))
+    meta['format_version'] = 3
+    arrays['meta'] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r'format version 3; this code reads'
+                       r' versions \[1, 2\]'):
+        load_exit_dataset(str(path))
