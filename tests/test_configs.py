@@ -37,7 +37,8 @@ def test_configs_found():
                  'deformable-detr-refine-twostage_r50_proscale-1122_16xb2-'
                  '50e_coco.py',
                  'dino-4scale_r18_proscale-1122_1xb4-tiny_synthetic-'
-                 'detection.py'):
+                 'detection.py',
+                 'eco-dino-gated_r18_1xb4-tiny_synthetic-detection.py'):
         assert name in names
 
 

@@ -2,8 +2,9 @@
 """ECO-M2F step B: derive the per-image, per-exit quality dataset of a split.
 
 Runs ``DeriveExitDatasetLoop`` (projects/proscale/engine/loops/
-derive_exit_dataset_loop.py); the output format is described in
-docs/eco_derived_dataset.md.
+derive_exit_dataset_loop.py) on an early-exit parent: per-image PQ/SQ/RQ of
+an ``EcoMask2Former``, per-image box AP/AP50/AP75 of an ``EcoDINO``. The
+output format is described in docs/eco_derived_dataset.md.
 
 Examples:
     python tools/eco/derive_exit_dataset.py CONFIG CKPT --out derived.npz
