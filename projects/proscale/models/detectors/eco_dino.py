@@ -327,7 +327,9 @@ class EcoDINO(GatedInferenceMixin, EarlyExitMixin, ProScaleDINO):
         The valid cells are those of mmdet's encoder padding mask
         (``DeformableDETR.pre_transformer``: the image's ``img_shape``
         within its ``batch_input_shape``, resized to each scale by nearest
-        interpolation); with no image padded, every cell.
+        interpolation: the first ``ceil(h / s)`` rows and ``ceil(w / s)``
+        columns when the padded size is a multiple of the scale's stride
+        ``s``, as for ``EcoMask2Former``); with no image padded, every cell.
 
         Args:
             feats (Sequence[Tensor]): Neck features, fine to coarse, each of
