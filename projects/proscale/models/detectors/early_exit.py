@@ -87,19 +87,13 @@ class EarlyExitMixin(metaclass=ABCMeta):
         """Like :meth:`predict_exits`, from given backbone (and neck)
         features."""
 
-    def init_early_exit(self, gated: bool = False) -> None:
+    def init_early_exit(self) -> None:
         """Reset the training state (weights, per-exit losses) and check
-        ``test_cfg.exit_layer``.
-
-        Args:
-            gated (bool): Whether the detector has gated inference, i.e.
-                accepts ``test_cfg.exit_layer='gate'``. Defaults to False.
-        """
+        ``test_cfg.exit_layer``."""
         self.loss_weight = 1.0
         self.exit_loss_weights: Optional[Dict[int, float]] = None
         self.exit_losses: Dict[int, Tensor] = {}
-        if self.test_exit_layer not in (None, GATE_EXIT) or (
-                self.test_exit_layer == GATE_EXIT and not gated):
+        if self.test_exit_layer not in (None, GATE_EXIT):
             self.check_exits([self.test_exit_layer], 'test_cfg.exit_layer')
 
     @property
@@ -212,7 +206,7 @@ class EarlyExitMixin(metaclass=ABCMeta):
                                           rescale)
 
     def _at_test_exit(self, fixed: Callable[..., _T],
-                      gated: Optional[Callable[..., _T]], *args: Any) -> _T:
+                      gated: Callable[..., _T], *args: Any) -> _T:
         """Run an inference path at the exit ``test_cfg.exit_layer`` asks
         for; ``predict`` and ``_forward`` both go through here.
 
@@ -221,9 +215,8 @@ class EarlyExitMixin(metaclass=ABCMeta):
                 (the base detector's), run with the encoder's exit set to an
                 integer ``test_cfg.exit_layer`` (restored afterwards), or at
                 the exit of :meth:`set_exit` when that is None.
-            gated (Callable, optional): The gated path, run when
-                ``test_cfg.exit_layer='gate'``; None when the detector has
-                no gated inference.
+            gated (Callable): The gated path, run when
+                ``test_cfg.exit_layer='gate'``.
             *args: The arguments of both paths.
 
         Returns:
@@ -231,10 +224,6 @@ class EarlyExitMixin(metaclass=ABCMeta):
         """
         exit_layer = self.test_exit_layer
         if exit_layer == GATE_EXIT:
-            if gated is None:
-                raise ValueError(
-                    f"test_cfg.exit_layer='{GATE_EXIT}': "
-                    f'{type(self).__name__} has no gated inference')
             return gated(*args)
         if exit_layer is None:
             return fixed(*args)

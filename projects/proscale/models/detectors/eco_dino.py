@@ -95,7 +95,7 @@ class EcoDINO(GatedInferenceMixin, EarlyExitMixin, ProScaleDINO):
                 f'{type(self).__name__}: gate.input_depth='
                 f'{self.gate.input_depth}; only gates on the projected '
                 'encoder inputs (input_depth=0) are supported')
-        self.init_early_exit(gated=True)
+        self.init_early_exit()
 
     def _default_exit_layers(self) -> Tuple[int, ...]:
         """The exits of the last non-empty stage from layer 2 on."""

@@ -123,7 +123,7 @@ class EcoMask2Former(GatedInferenceMixin, EarlyExitMixin, Mask2Former):
                 "'EarlyExitMSDeformAttnPixelDecoder' or "
                 "'ProScalePixelDecoder'")
         self.build_gate(gate)
-        self.init_early_exit(gated=True)
+        self.init_early_exit()
 
     @property
     def exit_layers(self) -> Tuple[int, ...]:
