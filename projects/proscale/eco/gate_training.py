@@ -7,12 +7,13 @@ optimiser steps of a linear layer, seconds on a CPU.
 """
 import argparse
 import itertools
-import logging
 import tempfile
 from typing import Any, Dict, Optional, Sequence
 
 import torch
+from mmengine.logging import MMLogger
 from mmengine.runner import Runner
+from mmengine.visualization import Visualizer
 from torch import Tensor
 
 from ..engine.hooks import capture_random_states, restore_random_states
@@ -28,9 +29,37 @@ __all__ = [
     'gate_runner_cfg', 'gate_training_kwargs', 'train_gate'
 ]
 
-# Names of the runners of train_gate (one per gate: their loggers and
-# visualizers are mmengine instances named by it).
+# Experiment names of train_gate's runners (one per gate; mmengine keeps a
+# message hub per name).
 _RUN_IDS = itertools.count()
+# The logger and visualizer all of train_gate's runners share.
+_GATE_RUN_NAME = 'proscale_gate_training'
+
+
+class _GateRunner(Runner):
+    """A ``Runner`` for the many small gates of the gate tools.
+
+    The gates train in a fraction of a second each, so it skips what costs
+    time per runner and serves no one there: the environment report
+    (``collect_env`` starts a compiler), a log file and a visualizer figure
+    per run. All runs share one console logger and one visualizer without
+    backends.
+    """
+
+    def _log_env(self, env_cfg: dict) -> None:
+        """Report no environment."""
+
+    def build_logger(self, log_level='INFO', log_file=None, **kwargs):
+        """The shared console logger (no log file)."""
+        if MMLogger.check_instance_created(_GATE_RUN_NAME):
+            logger = MMLogger.get_instance(_GATE_RUN_NAME)
+            logger.setLevel(log_level)
+            return logger
+        return MMLogger.get_instance(_GATE_RUN_NAME, log_level=log_level)
+
+    def build_visualizer(self, visualizer=None) -> Visualizer:
+        """The shared visualizer without backends."""
+        return Visualizer.get_instance(_GATE_RUN_NAME)
 
 
 def gate_runner_cfg(samples: ExitSamples,
@@ -50,7 +79,8 @@ def gate_runner_cfg(samples: ExitSamples,
     The model, data, loop and optimiser of
     ``configs/eco_m2f/_base_/eco_m2f_gate.py``, with the samples in memory
     and no logging, checkpoints or validation (the gate tools train many
-    gates and print their own figures).
+    gates and print their own figures); :func:`train_gate` runs them in a
+    light ``Runner`` subclass.
 
     Args:
         samples (ExitSamples): Training samples.
@@ -62,7 +92,6 @@ def gate_runner_cfg(samples: ExitSamples,
         dict: Keyword arguments of ``mmengine.runner.Runner`` (all but
         ``work_dir``).
     """
-    name = f'exit_gate_{next(_RUN_IDS)}'
     return dict(
         model=dict(
             type='ExitGateModel',
@@ -100,8 +129,7 @@ def gate_runner_cfg(samples: ExitSamples,
         randomness=dict(seed=seed),
         default_scope='mmdet',
         log_level='WARNING',
-        visualizer=dict(type='Visualizer', name=name),
-        experiment_name=name)
+        experiment_name=f'{_GATE_RUN_NAME}_{next(_RUN_IDS)}')
 
 
 def train_gate(samples: ExitSamples,
@@ -161,22 +189,11 @@ def train_gate(samples: ExitSamples,
     states = capture_random_states()
     try:
         with tempfile.TemporaryDirectory() as work_dir:
-            runner = Runner(work_dir=work_dir, **cfg)
-            try:
-                runner.train()
-            finally:
-                _close_log_files(runner.logger)
+            runner = _GateRunner(work_dir=work_dir, **cfg)
+            runner.train()
     finally:
         restore_random_states(states)
     return runner.model.trained_gate()
-
-
-def _close_log_files(logger: logging.Logger) -> None:
-    """Close and remove the file handlers of a runner's logger."""
-    for handler in list(logger.handlers):
-        if isinstance(handler, logging.FileHandler):
-            logger.removeHandler(handler)
-            handler.close()
 
 
 def add_gate_training_arguments(parser: argparse.ArgumentParser,

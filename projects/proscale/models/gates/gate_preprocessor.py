@@ -57,5 +57,7 @@ class ExitGatePreprocessor(BaseDataPreprocessor):
             dict: ``data`` with ``inputs`` replaced by
             ``(inputs - mean) / std``.
         """
-        data = self.cast_data(data)
-        return dict(data, inputs=(data['inputs'] - self.mean) / self.std)
+        inputs, quality = (
+            data[key].to(self.device, non_blocking=self._non_blocking)
+            for key in ('inputs', 'quality'))
+        return dict(inputs=(inputs - self.mean) / self.std, quality=quality)
