@@ -48,7 +48,8 @@ class ExitGateModel(BaseModel):
                  data_preprocessor: Optional[ConfigType] = None,
                  init_cfg: OptMultiConfig = None) -> None:
         preprocessor = dict(
-            type='ExitGatePreprocessor', num_channels=gate['in_channels'])
+            type='mmdet.ExitGatePreprocessor',
+            num_channels=gate['in_channels'])
         preprocessor.update(data_preprocessor or {})
         super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
         if not beta >= 0:
