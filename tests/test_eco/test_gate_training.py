@@ -1,4 +1,6 @@
 # Copyright (c) The proscale Authors. All rights reserved.
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -72,6 +74,18 @@ def test_training_is_deterministic(split):
         first.state_dict())
     other_seed = train_gate(split[0], beta=0.02, seed=1, **kwargs)
     assert not torch.equal(other_seed.head[0].weight, first.head[0].weight)
+
+
+def test_training_leaves_the_global_random_states_alone(split):
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    states = (random.getstate(), np.random.get_state()[1].copy(),
+              torch.get_rng_state())
+    train_gate(split[0], beta=0.02, iters=3, seed=7)
+    assert random.getstate() == states[0]
+    assert np.array_equal(np.random.get_state()[1], states[1])
+    assert torch.equal(torch.get_rng_state(), states[2])
 
 
 @pytest.mark.parametrize('loss', ['soft_ce', 'soft_mse'])

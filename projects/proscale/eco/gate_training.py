@@ -6,43 +6,130 @@ exit dataset) without running the segmentation model: a few hundred
 optimiser steps of a linear layer, seconds on a CPU.
 """
 import argparse
-from typing import Any, Dict, List, Optional, Sequence
+import itertools
+import tempfile
+from typing import Any, Dict, Optional, Sequence
 
 import torch
-from mmdet.registry import MODELS
+from mmengine.logging import MMLogger
+from mmengine.runner import Runner
+from mmengine.visualization import Visualizer
 from torch import Tensor
 
-from ..models.gates import ExitGate, exit_utility, hard_exit_targets
-from ..utils import torch_threads
+from ..engine.hooks import capture_random_states, restore_random_states
+from ..evaluation.metrics import exit_choice_figures
+from ..models.gates import (GATE_LOSSES, ExitGate, build_gate_loss,
+                            exit_utility, gate_meta)
 from ..utils.cli import positive_int
 from .exit_samples import ExitSamples
 
-# Names of the gate losses on the command line.
-GATE_LOSSES = {
-    'hard_ce': 'ExitHardCELoss',
-    'soft_ce': 'ExitSoftCELoss',
-    'soft_mse': 'ExitSoftMSELoss',
-}
+__all__ = [
+    'GATE_LOSSES', 'add_gate_training_arguments', 'build_gate_loss',
+    'evaluate_gate', 'exit_costs', 'format_gate_metrics', 'gate_meta',
+    'gate_runner_cfg', 'gate_training_kwargs', 'train_gate'
+]
+
+# Experiment names of train_gate's runners (one per gate; mmengine keeps a
+# message hub per name).
+_RUN_IDS = itertools.count()
+# The logger and visualizer all of train_gate's runners share.
+_GATE_RUN_NAME = 'proscale_gate_training'
 
 
-def build_gate_loss(loss: str = 'hard_ce',
-                    temperature: float = 0.05) -> torch.nn.Module:
-    """Build a gate loss by its command-line name.
+class _GateRunner(Runner):
+    """A ``Runner`` for the many small gates of the gate tools.
+
+    The gates train in a fraction of a second each, so it skips what costs
+    time per runner and serves no one there: the environment report
+    (``collect_env`` starts a compiler), a log file and a visualizer figure
+    per run. All runs share one console logger and one visualizer without
+    backends.
+    """
+
+    def _log_env(self, env_cfg: dict) -> None:
+        """Report no environment."""
+
+    def build_logger(self, log_level='INFO', log_file=None, **kwargs):
+        """The shared console logger (no log file)."""
+        if MMLogger.check_instance_created(_GATE_RUN_NAME):
+            logger = MMLogger.get_instance(_GATE_RUN_NAME)
+            logger.setLevel(log_level)
+            return logger
+        return MMLogger.get_instance(_GATE_RUN_NAME, log_level=log_level)
+
+    def build_visualizer(self, visualizer=None) -> Visualizer:
+        """The shared visualizer without backends."""
+        return Visualizer.get_instance(_GATE_RUN_NAME)
+
+
+def gate_runner_cfg(samples: ExitSamples,
+                    beta: float,
+                    loss: str = 'hard_ce',
+                    temperature: float = 0.05,
+                    hidden_channels: Optional[int] = None,
+                    input_levels: int = 1,
+                    input_depth: int = 0,
+                    iters: int = 500,
+                    batch_size: int = 256,
+                    lr: float = 5e-2,
+                    weight_decay: float = 1e-4,
+                    seed: int = 0) -> Dict[str, Any]:
+    """The runner arguments that train a gate on samples in memory.
+
+    The model, data, loop and optimiser of
+    ``configs/eco_m2f/_base_/eco_m2f_gate.py``, with the samples in memory
+    and no logging, checkpoints or validation (the gate tools train many
+    gates and print their own figures); :func:`train_gate` runs them in a
+    light ``Runner`` subclass.
 
     Args:
-        loss (str): One of :data:`GATE_LOSSES`. Defaults to 'hard_ce'.
-        temperature (float): Target temperature of the soft losses.
+        samples (ExitSamples): Training samples.
+        beta, loss, temperature, hidden_channels, input_levels,
+        input_depth, iters, batch_size, lr, weight_decay, seed: See
+            :func:`train_gate`.
 
     Returns:
-        nn.Module: The loss, called as ``loss(logits, utility)``.
+        dict: Keyword arguments of ``mmengine.runner.Runner`` (all but
+        ``work_dir``).
     """
-    if loss not in GATE_LOSSES:
-        raise ValueError(
-            f'unknown gate loss {loss!r}; choose from {sorted(GATE_LOSSES)}')
-    cfg = dict(type=GATE_LOSSES[loss])
-    if loss != 'hard_ce':
-        cfg['temperature'] = temperature
-    return MODELS.build(cfg)
+    return dict(
+        model=dict(
+            type='ExitGateModel',
+            gate=dict(
+                type='ExitGate',
+                exits=samples.exits,
+                in_channels=samples.gate_inputs.shape[1],
+                hidden_channels=hidden_channels,
+                input_levels=input_levels,
+                input_depth=input_depth),
+            beta=beta,
+            loss=loss,
+            temperature=temperature),
+        train_dataloader=dict(
+            dataset=dict(
+                type='ExitGateDataset',
+                samples=samples,
+                input_levels=input_levels,
+                input_depth=input_depth),
+            sampler=dict(type='ExitGateBatchSampler', batch_size=batch_size),
+            batch_size=None,
+            collate_fn=dict(type='exit_gate_collate'),
+            num_workers=0),
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=iters),
+        optim_wrapper=dict(
+            optimizer=dict(type='AdamW', lr=lr, weight_decay=weight_decay)),
+        default_hooks=dict(
+            runtime_info=None,
+            timer=None,
+            sampler_seed=None,
+            logger=None,
+            param_scheduler=None,
+            checkpoint=None),
+        custom_hooks=[dict(type='ExitGateTrainingHook', out_file=None)],
+        randomness=dict(seed=seed),
+        default_scope='mmdet',
+        log_level='WARNING',
+        experiment_name=f'{_GATE_RUN_NAME}_{next(_RUN_IDS)}')
 
 
 def train_gate(samples: ExitSamples,
@@ -59,12 +146,17 @@ def train_gate(samples: ExitSamples,
                seed: int = 0) -> ExitGate:
     """Train an exit gate on cached gate inputs.
 
-    The inputs are standardised with the training statistics during
-    training and the standardisation is then folded into the gate's first
-    layer, so the returned gate runs on raw features. Batches are drawn by
-    reshuffled passes over the samples. Initialisation and shuffling use
-    private generators seeded by ``seed``: equal arguments give an identical
-    gate and the global RNG is left untouched.
+    Runs the gate training of ``tools/train.py`` with
+    ``configs/eco_m2f/_base_/eco_m2f_gate.py`` (``ExitGateModel``,
+    ``ExitGateDataset``, ``ExitGateBatchSampler``, ``ExitGateTrainingHook``
+    in an mmengine ``Runner``) on samples in memory: the inputs are
+    standardised with the training statistics during training and the
+    standardisation is then folded into the gate's first layer, so the
+    returned gate runs on raw features. Batches are drawn by reshuffled
+    passes over the samples. The runner is seeded with ``seed`` (the
+    initialisation; the sampler's permutations use a private generator
+    seeded by it): equal arguments give an identical gate, and the global
+    random states are restored afterwards.
 
     Args:
         samples (ExitSamples): Training samples.
@@ -88,39 +180,20 @@ def train_gate(samples: ExitSamples,
     """
     if len(samples) == 0:
         raise ValueError('cannot train a gate on zero images')
-    utility = exit_utility(samples.quality, samples.exits, beta)
-    mean = samples.gate_inputs.mean(dim=0)
-    std = samples.gate_inputs.std(dim=0, unbiased=False).clamp(min=1e-6)
-    inputs = (samples.gate_inputs - mean) / std
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        gate = ExitGate(
-            exits=samples.exits,
-            in_channels=inputs.shape[1],
-            hidden_channels=hidden_channels,
-            input_levels=input_levels,
-            input_depth=input_depth)
-    criterion = build_gate_loss(loss, temperature)
-    optimizer = torch.optim.AdamW(
-        gate.parameters(), lr=lr, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    batches: List[Tensor] = []
-    gate.train()
-    # The gate's operations are far too small to gain from threads.
-    with torch_threads(1):
-        for _ in range(iters):
-            if not batches:
-                batches = list(
-                    torch.randperm(len(inputs),
-                                   generator=generator).split(batch_size))
-            index = batches.pop()
-            optimizer.zero_grad()
-            criterion(gate(inputs[index]), utility[index]).backward()
-            optimizer.step()
-    gate.eval()
-    gate.fold_input_normalization(mean, std)
-    gate.trained.fill_(True)
-    return gate
+    if not beta >= 0:
+        raise ValueError(f'beta must be a number >= 0, got {beta}')
+    build_gate_loss(loss, temperature)  # an unknown loss fails before a run
+    cfg = gate_runner_cfg(samples, beta, loss, temperature, hidden_channels,
+                          input_levels, input_depth, iters, batch_size, lr,
+                          weight_decay, seed)
+    states = capture_random_states()
+    try:
+        with tempfile.TemporaryDirectory() as work_dir:
+            runner = _GateRunner(work_dir=work_dir, **cfg)
+            runner.train()
+    finally:
+        restore_random_states(states)
+    return runner.model.trained_gate()
 
 
 def add_gate_training_arguments(parser: argparse.ArgumentParser,
@@ -242,55 +315,10 @@ def evaluate_gate(gate: ExitGate,
     if len(samples) == 0:
         raise ValueError('cannot evaluate a gate on zero images')
     choice = gate.eval()(samples.gate_inputs).argmax(dim=1)
-    target = hard_exit_targets(
-        exit_utility(samples.quality, samples.exits, beta))
-    rows = torch.arange(len(samples))
-    depth = exit_costs(samples.exits)
-    counts = torch.bincount(choice, minlength=len(samples.exits))
-    metrics = dict(
-        num_images=len(samples),
-        accuracy=float((choice == target).double().mean()),
-        histogram={
-            k: float(c) / len(samples)
-            for k, c in zip(samples.exits, counts.tolist())
-        },
-        mean_depth=float(depth[choice].mean()),
-        target_mean_depth=float(depth[target].mean()),
-        mean_quality=float(samples.quality[rows, choice].mean()),
-        target_mean_quality=float(samples.quality[rows, target].mean()))
-    if exit_gflops is not None:
-        gflops = exit_costs(samples.exits, exit_gflops, 'gflops')
-        metrics.update(
-            mean_gflops=float(gflops[choice].mean()),
-            target_mean_gflops=float(gflops[target].mean()))
-    return metrics
-
-
-def gate_meta(gate: ExitGate, beta: float, loss: str,
-              **extra) -> Dict[str, object]:
-    """Describe a trained gate for its checkpoint.
-
-    Args:
-        gate (ExitGate): The gate.
-        beta (float): The trade-off it was trained with.
-        loss (str): Its loss name.
-        **extra: Further JSON-serialisable entries (metrics, provenance).
-
-    Returns:
-        dict: ``gate_cfg`` (the config that rebuilds the gate), ``beta``,
-        ``loss`` and the extra entries.
-    """
-    return dict(
-        gate_cfg=dict(
-            type='ExitGate',
-            exits=list(gate.exits),
-            in_channels=gate.in_channels,
-            hidden_channels=gate.hidden_channels,
-            input_levels=gate.input_levels,
-            input_depth=gate.input_depth),
-        beta=beta,
-        loss=loss,
-        **extra)
+    return exit_choice_figures(
+        choice, samples.quality,
+        exit_utility(samples.quality, samples.exits, beta), samples.exits,
+        exit_gflops)
 
 
 def format_gate_metrics(metrics: dict, title: str) -> str:

@@ -15,7 +15,7 @@ under ``gate.`` in the parent's ``state_dict`` and its meta under
 config that sets ``model.gate`` and ``model.test_cfg.exit_layer='gate'``.
 """
 import os.path as osp
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from mmdet.registry import MODELS
@@ -24,6 +24,33 @@ from ...utils import atomic_open
 from .exit_gate import ExitGate
 
 GATE_PREFIX = 'gate.'
+
+
+def gate_meta(gate: ExitGate, beta: float, loss: str,
+              **extra) -> Dict[str, object]:
+    """Describe a trained gate for its gate file.
+
+    Args:
+        gate (ExitGate): The gate.
+        beta (float): The trade-off it was trained with.
+        loss (str): Its loss name.
+        **extra: Further JSON-serialisable entries (metrics, provenance).
+
+    Returns:
+        dict: ``gate_cfg`` (the config that rebuilds the gate), ``beta``,
+        ``loss`` and the extra entries.
+    """
+    return dict(
+        gate_cfg=dict(
+            type='ExitGate',
+            exits=list(gate.exits),
+            in_channels=gate.in_channels,
+            hidden_channels=gate.hidden_channels,
+            input_levels=gate.input_levels,
+            input_depth=gate.input_depth),
+        beta=beta,
+        loss=loss,
+        **extra)
 
 
 def _save_atomically(checkpoint: dict, path: str) -> None:

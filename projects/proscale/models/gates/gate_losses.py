@@ -116,3 +116,32 @@ class ExitSoftMSELoss(BaseSoftExitGateLoss):
 
     def _soft_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         return (logits.softmax(dim=1) - target).pow(2).sum(dim=1).mean()
+
+
+# The gate losses by their short names (the gate tools' ``--loss``).
+GATE_LOSSES = {
+    'hard_ce': 'ExitHardCELoss',
+    'soft_ce': 'ExitSoftCELoss',
+    'soft_mse': 'ExitSoftMSELoss',
+}
+
+
+def build_gate_loss(loss: str = 'hard_ce',
+                    temperature: float = 0.05) -> nn.Module:
+    """Build a gate loss by its short name.
+
+    Args:
+        loss (str): One of :data:`GATE_LOSSES`. Defaults to 'hard_ce'.
+        temperature (float): Target temperature of the soft losses.
+            Defaults to 0.05.
+
+    Returns:
+        nn.Module: The loss, called as ``loss(logits, utility)``.
+    """
+    if loss not in GATE_LOSSES:
+        raise ValueError(
+            f'unknown gate loss {loss!r}; choose from {sorted(GATE_LOSSES)}')
+    cfg = dict(type=GATE_LOSSES[loss])
+    if loss != 'hard_ce':
+        cfg['temperature'] = temperature
+    return MODELS.build(cfg)
