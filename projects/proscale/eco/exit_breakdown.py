@@ -163,18 +163,19 @@ def format_exit_breakdown(breakdown: dict, quality_name: str = 'PQ') -> str:
     for name, group in groups.items():
         values = ''.join(f'{100 * q:9.2f}' for q in group['mean_quality'])
         lines.append(f'{name:<{width}}{group["num_images"]:>7}{values}')
+    quality_width = max(8, len(quality_name) + 2)
     for policy in next(iter(groups.values()))['policies']:
         lines += [
             '', f'{policy}: share of images per exit, mean depth, mean '
             f'per-image {quality_name} (%)',
             f'{"group":<{width}}{exit_header}{"depth":>8}'
-            f'{quality_name:>8}'
+            f'{quality_name:>{quality_width}}'
         ]
         for name, group in groups.items():
             summary = group['policies'][policy]
             shares = ''.join(f'{share:9.1%}'
                              for share in summary['histogram'].values())
-            lines.append(f'{name:<{width}}{shares}'
-                         f'{summary["mean_depth"]:8.2f}'
-                         f'{100 * summary["mean_quality"]:8.2f}')
+            lines.append(
+                f'{name:<{width}}{shares}{summary["mean_depth"]:8.2f}'
+                f'{100 * summary["mean_quality"]:{quality_width}.2f}')
     return '\n'.join(lines)
