@@ -46,16 +46,16 @@ def image_labels(ann_file: str, key: str,
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f'cannot read the images of annotation file '
                          f'{ann_file}: {error!r}') from error
-    values = {info.get('id'): info.get(key, KeyError) for info in infos}
+    by_id = {info.get('id'): info for info in infos}
     labels = []
     for image_id in image_ids:
-        value = values.get(int(image_id), LookupError)
-        if value is LookupError:
+        info = by_id.get(int(image_id))
+        if info is None:
             raise ValueError(f'{ann_file}: no image with id {image_id}')
-        if value is KeyError:
+        if key not in info:
             raise ValueError(f'{ann_file}: image {image_id} has no field '
                              f'{key!r} to group by')
-        labels.append(f'{key}={value}')
+        labels.append(f'{key}={info[key]}')
     return np.array(labels, dtype=object)
 
 
