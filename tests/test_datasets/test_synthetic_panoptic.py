@@ -86,6 +86,21 @@ def test_context_mode_is_deterministic(tmp_path):
     images = [name for name in plain if name.endswith('.jpg')]
     same = [name for name in images if plain[name] == context[name]]
     assert 0 < len(same) < len(images)
+    # the annotation files mark the context images: exactly those that
+    # differ from the plain dataset's; the plain dataset has no such field
+    assert manifest['context_key'] == 'context'
+    for split in ('train', 'val'):
+        infos = _load(tmp_path / 'a' / 'annotations' /
+                      f'panoptic_{split}.json')['images']
+        marked = {f"{split}/{info['file_name']}": info['context']
+                  for info in infos}
+        assert marked == {
+            name: name not in same
+            for name in images if name.startswith(split)
+        }
+        assert all('context' not in info for info in _load(
+            tmp_path / 'plain' / 'annotations' /
+            f'panoptic_{split}.json')['images'])
     with pytest.raises(ValueError, match='context_fraction'):
         generate_synthetic_panoptic(
             str(tmp_path / 'x'), context_fraction=1.5, **kwargs)
@@ -124,8 +139,9 @@ def test_context_images_need_the_distant_cue():
 
     # in whole scenes the things leave the cue visible
     for index in range(4):
+        context_stuff = sampler.draw_context(np.random.default_rng(100))
         image, seg, segments = sampler(
-            np.random.default_rng(index), 1, np.random.default_rng(100))
+            np.random.default_rng(index), 1, context_stuff)
         stuff = [s for s in segments if s['category_id'] > len(THING_CLASSES)]
         assert len(stuff) == 1
         corners = [

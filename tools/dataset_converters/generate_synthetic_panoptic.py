@@ -31,7 +31,8 @@ def parse_args() -> argparse.Namespace:
         type=float,
         default=0.0,
         help='share of images whose stuff class is given only by a cue '
-        'patch in one corner (needs long-range context)')
+        'patch in one corner (needs long-range context); the annotation '
+        "files mark them (images[i]['context'])")
     parser.add_argument(
         '--force',
         action='store_true',

@@ -21,7 +21,9 @@ texture and hue (:meth:`_SceneSampler._paint_context_stuff`). Pixels far
 from the cue can only be labelled by relating them to it. Whether an image
 is such a context image is drawn from its own generator, apart from the
 scene's: with ``context_fraction=0`` (the default) the output is exactly
-that of the plain generator.
+that of the plain generator. The annotation files then mark every image
+(``images[i]['context']``), so results can be broken down by it
+(``tools/analysis/exit_breakdown.py --by context``).
 
 Layout written under ``out_dir`` (the COCO layout, split names without year)::
 
@@ -83,6 +85,9 @@ MIN_SEGMENT_FRACTION = 1e-3
 # The cue patch of a context image is a square of side image_size // 6 in
 # one corner.
 CUE_SIZE_DIVISOR = 6
+# Field of the annotation files' ``images`` entries that tells context images
+# (true) from plain ones (false); written with ``context_fraction > 0``.
+CONTEXT_KEY = 'context'
 
 Segment = Dict[str, object]
 
@@ -407,20 +412,37 @@ class _SceneSampler:
             image = cv2.GaussianBlur(image, (3, 3), 0)
         return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
+    def draw_context(self,
+                     context_rng: np.random.Generator) -> Optional[int]:
+        """Draw whether an image is a context image, and its stuff class.
+
+        Args:
+            context_rng (np.random.Generator): The image's generator of the
+                context choice (apart from the scene's).
+
+        Returns:
+            int or None: The stuff class index of a context image, None for
+            a plain image (always with ``context_fraction=0``, drawing
+            nothing).
+        """
+        if self.context_fraction <= 0 or (context_rng.uniform() >=
+                                          self.context_fraction):
+            return None
+        return int(context_rng.integers(len(STUFF_CLASSES)))
+
     def __call__(
         self,
         rng: np.random.Generator,
         image_id: int,
-        context_rng: Optional[np.random.Generator] = None
+        context_stuff: Optional[int] = None
     ) -> Tuple[np.ndarray, np.ndarray, List[Segment]]:
         """Draw a scene.
 
         Args:
             rng (np.random.Generator): The image's own random generator.
             image_id (int): Image id, used to build unique segment ids.
-            context_rng (np.random.Generator, optional): The image's
-                generator of whether it is a context image and of its stuff
-                class; needed with ``context_fraction > 0``.
+            context_stuff (int, optional): Stuff class index of a context
+                image (see :meth:`draw_context`); None draws a plain scene.
 
         Returns:
             tuple: ``image`` (H, W, 3) uint8 RGB, ``seg`` (H, W) int64 segment
@@ -433,11 +455,9 @@ class _SceneSampler:
         base_id = image_id * SEGMENTS_PER_IMAGE
         labels: Dict[int, int] = {}
         cue = None
-        if self.context_fraction > 0 and (context_rng.uniform() <
-                                          self.context_fraction):
-            cue = self._paint_context_stuff(
-                rng, difficulty, int(context_rng.integers(len(STUFF_CLASSES))),
-                image, seg, base_id, labels)
+        if context_stuff is not None:
+            cue = self._paint_context_stuff(rng, difficulty, context_stuff,
+                                            image, seg, base_id, labels)
         else:
             self._paint_stuff(rng, difficulty, image, seg, base_id, labels)
         self._paint_things(rng, difficulty, image, seg, base_id, labels, cue)
@@ -496,20 +516,23 @@ def _write_split(root: str,
     images, pan_anns, inst_anns = [], [], []
     for index in range(num_images):
         image_id = index + 1
-        image, seg, segments = sampler(
-            _image_rng(seed, split, index), image_id,
+        context_stuff = sampler.draw_context(
             _image_rng(seed, split, index, stream=1))
+        image, seg, segments = sampler(
+            _image_rng(seed, split, index), image_id, context_stuff)
         stem = f'{image_id:012d}'
         cv2.imwrite(
             osp.join(img_dir, f'{stem}.jpg'), image[..., ::-1],
             [cv2.IMWRITE_JPEG_QUALITY, 95])
         cv2.imwrite(osp.join(pan_dir, f'{stem}.png'), id2rgb(seg)[..., ::-1])
-        images.append(
-            dict(
-                id=image_id,
-                file_name=f'{stem}.jpg',
-                height=image_size,
-                width=image_size))
+        image_info = dict(
+            id=image_id,
+            file_name=f'{stem}.jpg',
+            height=image_size,
+            width=image_size)
+        if context_fraction > 0:
+            image_info[CONTEXT_KEY] = context_stuff is not None
+        images.append(image_info)
         segments_info = []
         for segment in segments:
             record, rle = _segment_record(segment)
@@ -586,8 +609,11 @@ def generate_synthetic_panoptic(out_dir: str,
             directory at ``out_dir``. Defaults to False.
         context_fraction (float): Share of the images (drawn per image)
             whose stuff class is given by a distant cue only, see the
-            module docstring. Recorded in the manifest when > 0. Defaults
-            to 0 (the plain dataset).
+            module docstring. When > 0 it is recorded in the manifest, and
+            every ``images`` entry of the annotation files gets a boolean
+            field :data:`CONTEXT_KEY` (``manifest['context_key']``) saying
+            whether it is a context image. Defaults to 0 (the plain
+            dataset).
 
     Returns:
         dict: The dataset manifest (generator version and arguments).
@@ -614,6 +640,7 @@ def generate_synthetic_panoptic(out_dir: str,
         image_size=int(image_size))
     if context_fraction > 0:
         manifest['context_fraction'] = float(context_fraction)
+        manifest['context_key'] = CONTEXT_KEY
     out_dir = osp.abspath(out_dir)
     if osp.exists(out_dir):
         if _read_manifest(out_dir) == manifest:
