@@ -31,11 +31,11 @@ def test_gates_and_oracle_are_compared_at_their_gflops():
     ]
     compare_with_fixed_curve(rows)
     gate, cheap, oracle = rows[2:]
-    assert gate['fixed_curve_pq'] == pytest.approx(45.0)
-    assert gate['pq_over_fixed'] == pytest.approx(1.0)
+    assert gate['fixed_curve_quality'] == pytest.approx(45.0)
+    assert gate['quality_over_fixed'] == pytest.approx(1.0)
     # clamped below the shallowest exit
-    assert cheap['fixed_curve_pq'] == pytest.approx(40.0)
-    assert oracle['pq_over_fixed'] == pytest.approx(12.0)
+    assert cheap['fixed_curve_quality'] == pytest.approx(40.0)
+    assert oracle['quality_over_fixed'] == pytest.approx(12.0)
     assert gate['oracle_gain_captured'] == pytest.approx(1 / 12)
     assert cheap['oracle_gain_captured'] == pytest.approx(-1 / 12)
     assert 'oracle_gain_captured' not in oracle

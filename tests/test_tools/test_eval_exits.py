@@ -77,7 +77,7 @@ def test_eval_exits_with_the_oracle(tiny_eco_parent_checkpoint,
     assert sum(oracle['exit_shares'].values()) == pytest.approx(1)
     assert rows['exit2']['gflops'] <= oracle['gflops'] <= rows['exit6'][
         'gflops']
-    assert 'pq_over_fixed' in oracle and 'vs fixed' in proc.stdout
+    assert 'quality_over_fixed' in oracle and 'vs fixed' in proc.stdout
     assert plot.stat().st_size > 0
 
 

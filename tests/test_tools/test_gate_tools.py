@@ -269,8 +269,8 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options,
     assert oracle['kind'] == 'oracle' and oracle['exit_shares'][2] == 1.0
     assert oracle['PQ'] == by_policy['exit2']['PQ']
     assert oracle['gflops'] == pytest.approx(by_policy['exit2']['gflops'])
-    assert oracle['pq_over_fixed'] == pytest.approx(0)
-    assert 'fixed_curve_pq' in shallow
+    assert oracle['quality_over_fixed'] == pytest.approx(0)
+    assert 'fixed_curve_quality' in shallow
     assert (out_dir / 'sweep.png').stat().st_size > 0
     assert load_gate(by_policy['beta0']['gate_file'])[1]['beta'] == 0
     # the 3-scale gate reads the 1/32, 1/16 and 1/8 tokens

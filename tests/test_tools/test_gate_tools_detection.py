@@ -139,5 +139,5 @@ def test_sweep_beta_with_box_ap(tiny_eco_dino_checkpoint,
     oracle = by_policy['oracle']
     assert oracle['kind'] == 'oracle'
     assert 0 <= oracle['bbox_mAP'] <= 100
-    assert 'pq_over_fixed' in oracle
+    assert 'quality_over_fixed' in oracle
     assert (out_dir / 'sweep.png').stat().st_size > 0

@@ -60,7 +60,7 @@ val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=5e-2, weight_decay=1e-4))
+    optimizer=dict(type='AdamW', lr=5e-2, weight_decay=1e-4, fused=True))
 param_scheduler = []
 
 default_hooks = dict(

@@ -10,7 +10,8 @@ fixed-exit curve at their own cost (:func:`compare_with_fixed_curve`): the
 PQ a fixed depth reaches for the same GFLOPs, linearly interpolated between
 the neighbouring fixed exits. For a detector the headline quality is the
 box AP (``bbox_mAP``, in percent like PQ) instead of PQ; the keys
-``fixed_curve_pq`` and ``pq_over_fixed`` then hold box AP.
+``fixed_curve_quality`` and ``quality_over_fixed`` hold the headline
+quality.
 """
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -130,13 +131,13 @@ def _gate_input(row: dict) -> Tuple[int, int]:
 def compare_with_fixed_curve(rows: List[dict]) -> None:
     """Compare every gate and the oracle with the fixed-exit curve.
 
-    Adds to each gate and oracle row (in place) ``fixed_curve_pq``, the PQ
-    of the fixed-exit curve at the row's GFLOPs (mean depth without
-    GFLOPs), linearly interpolated between the neighbouring fixed exits and
-    clamped to the curve's ends, and ``pq_over_fixed``, the row's PQ minus
-    it. With an oracle row whose gain is positive, each gate also gets
-    ``oracle_gain_captured``: its gain over the curve as a share of the
-    oracle's.
+    Adds to each gate and oracle row (in place) ``fixed_curve_quality``,
+    the headline quality (PQ or box AP) of the fixed-exit curve at the row's
+    GFLOPs (mean depth without GFLOPs), linearly interpolated between the
+    neighbouring fixed exits and clamped to the curve's ends, and
+    ``quality_over_fixed``, the row's quality minus it. With an oracle row
+    whose gain is positive, each gate also gets ``oracle_gain_captured``:
+    its gain over the curve as a share of the oracle's.
 
     Args:
         rows (list[dict]): Rows of :func:`sweep_rows`.
@@ -150,14 +151,14 @@ def compare_with_fixed_curve(rows: List[dict]) -> None:
     pqs = [row[key] for row in fixed]
     for row in rows:
         if row['kind'] != 'fixed':
-            row['fixed_curve_pq'] = float(np.interp(row[x_key], xs, pqs))
-            row['pq_over_fixed'] = row[key] - row['fixed_curve_pq']
+            row['fixed_curve_quality'] = float(np.interp(row[x_key], xs, pqs))
+            row['quality_over_fixed'] = row[key] - row['fixed_curve_quality']
     oracle = [row for row in rows if row['kind'] == 'oracle']
-    if oracle and oracle[0]['pq_over_fixed'] > 0:
+    if oracle and oracle[0]['quality_over_fixed'] > 0:
         for row in rows:
             if row['kind'] == 'gate':
-                row['oracle_gain_captured'] = (row['pq_over_fixed'] /
-                                               oracle[0]['pq_over_fixed'])
+                row['oracle_gain_captured'] = (row['quality_over_fixed'] /
+                                               oracle[0]['quality_over_fixed'])
 
 
 def format_sweep(rows: List[dict]) -> str:
@@ -177,8 +178,8 @@ def format_sweep(rows: List[dict]) -> str:
         beta = row.get('beta')
         line = [name, '-' if beta is None else f'{beta:g}']
         line += [f'{row[m]:.2f}' for m in metrics]
-        line.append(f"{row['pq_over_fixed']:+.2f}"
-                    if 'pq_over_fixed' in row else '-')
+        line.append(f"{row['quality_over_fixed']:+.2f}"
+                    if 'quality_over_fixed' in row else '-')
         line.append(f"{row['mean_depth']:.2f}")
         if with_gflops:
             line.append(f"{row['gflops']:.3f}")

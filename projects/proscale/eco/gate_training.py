@@ -117,7 +117,8 @@ def gate_runner_cfg(samples: ExitSamples,
             num_workers=0),
         train_cfg=dict(type='IterBasedTrainLoop', max_iters=iters),
         optim_wrapper=dict(
-            optimizer=dict(type='AdamW', lr=lr, weight_decay=weight_decay)),
+            optimizer=dict(
+                type='AdamW', lr=lr, weight_decay=weight_decay, fused=True)),
         default_hooks=dict(
             runtime_info=None,
             timer=None,
@@ -302,12 +303,9 @@ def evaluate_gate(gate: ExitGate,
         exit_gflops (Sequence[float], optional): Model GFLOPs per exit.
 
     Returns:
-        dict: ``num_images``; ``accuracy`` (share of images sent to their
-        target exit); ``histogram`` (exit -> share of images);
-        ``mean_depth`` and ``target_mean_depth`` (mean encoder layers of the
-        gate's and of the target choices); ``mean_quality`` and
-        ``target_mean_quality`` (mean per-image quality at those exits);
-        with ``exit_gflops`` also ``mean_gflops`` and ``target_mean_gflops``.
+        dict: The figures of
+        :func:`~proscale.evaluation.metrics.exit_choice_figures` for the
+        gate's choices.
     """
     if tuple(gate.exits) != samples.exits:
         raise ValueError(f'the gate chooses among exits {gate.exits} but '
