@@ -21,6 +21,7 @@ from mmengine.runner import Runner
 from proscale.analysis import (average_flops, build_analysis_model,
                                count_flops, fixed_shape_batch, format_flops,
                                load_analysis_config)
+from proscale.analysis.exit_flops import gated_path_key
 from proscale.utils.cli import (add_cfg_options_argument, check_dataset_paths,
                                 dump_json, positive_int, report_user_errors)
 
@@ -77,7 +78,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
             result.update(num_images=1, shape=list(args.shape))
         else:
             dataloader = Runner.build_dataloader(cfg.test_dataloader)
-            result = average_flops(model, dataloader, args.num_images)
+            result = average_flops(model, dataloader, args.num_images,
+                                   gated_path_key(model))
             result.update(shape=None)
     size = (f'input shape: {args.shape[0]}x{args.shape[1]}'
             if args.shape is not None else

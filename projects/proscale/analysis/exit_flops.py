@@ -8,13 +8,13 @@ no FLOPs, so the gate's own cost is its head (:func:`count_gate_gflops`).
 All counts use the analysis package's counter (papers' convention,
 deformable sampling excluded).
 """
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from . import MaskFormerFlopAnalyzer, average_flops
-from .flop_count import GIGA
+from .flop_count import GIGA, DataBatch
 from .model_utils import fixed_shape_batch
 from ..models.detectors.gated_inference import GATE_EXIT
 from ..models.gates import ExitGate
@@ -74,6 +74,41 @@ def count_exit_gflops(model: nn.Module, dataloader: Iterable,
         for exit_layer, flops in count_exit_flops(model, dataloader, exits,
                                                   num_images).items()
     }
+
+
+def gated_path_key(
+    model: nn.Module
+) -> Optional[Callable[[DataBatch], Tuple[Tuple[int, int], int]]]:
+    """What decides a gated model's FLOPs on an image, for
+    :func:`~.flop_count.average_flops`'s ``path_key``.
+
+    A gated model's count of an image depends on the image's input size and
+    on the exit its gate picks, not otherwise on its content (as
+    :class:`ImageGFlops` assumes); the key runs the backbone and the gate
+    alone, far cheaper than tracing the model, so an average over many
+    images traces one image per size and exit.
+
+    Args:
+        model (nn.Module): An early-exit model (``EcoMask2Former``,
+            ``EcoDINO``) in eval mode.
+
+    Returns:
+        Callable | None: Maps a one-image batch to ``((h, w), exit)``; None
+        when the model does not run gated inference
+        (``test_cfg.exit_layer`` is not ``'gate'``), whose counts need no
+        key.
+    """
+    if getattr(model, 'test_exit_layer', None) != GATE_EXIT:
+        return None
+
+    @torch.no_grad()
+    def path_key(image_batch: DataBatch) -> Tuple[Tuple[int, int], int]:
+        data = model.data_preprocessor(image_batch, False)
+        feats = model.extract_feat(data['inputs'])
+        exits, _ = model.gate_exits(feats, data['data_samples'])
+        return tuple(data['inputs'].shape[-2:]), int(exits[0])
+
+    return path_key
 
 
 @torch.no_grad()

@@ -22,7 +22,8 @@ from collections import Counter
 from contextlib import contextmanager
 from itertools import chain, islice
 from math import prod
-from typing import Any, Dict, Iterable, Iterator, List, Set, Tuple, Union
+from typing import (Any, Callable, Dict, Hashable, Iterable, Iterator, List,
+                    Optional, Set, Tuple, Union)
 
 import torch
 import torch.nn as nn
@@ -249,8 +250,12 @@ def count_flops(model: nn.Module, data_batch: DataBatch) -> Dict[str, float]:
     return result
 
 
-def average_flops(model: nn.Module, dataloader: Iterable,
-                  num_images: int) -> Dict[str, Union[float, int]]:
+def average_flops(
+        model: nn.Module,
+        dataloader: Iterable,
+        num_images: int,
+        path_key: Optional[Callable[[DataBatch], Hashable]] = None
+) -> Dict[str, Union[float, int]]:
     """Average :func:`count_flops` over images of a dataloader.
 
     Every image is counted alone at its own (test) size, as the papers do;
@@ -261,6 +266,11 @@ def average_flops(model: nn.Module, dataloader: Iterable,
         dataloader (Iterable): Yields data batches (any batch size).
         num_images (int): How many images to average over (fewer if the
             dataloader runs out).
+        path_key (Callable, optional): Maps a one-image batch to what
+            decides its count (e.g. its input size and the exit a gate
+            picks, :func:`~.exit_flops.gated_path_key`): images with equal
+            keys share the first one's count instead of each being traced.
+            None traces every image. Defaults to None.
 
     Returns:
         dict: The keys of :func:`count_flops`, averaged, and ``num_images``.
@@ -269,9 +279,16 @@ def average_flops(model: nn.Module, dataloader: Iterable,
         raise ValueError(f'num_images must be positive, got {num_images}')
     images = chain.from_iterable(map(split_batch, dataloader))
     sums: typing.Counter[str] = Counter()
+    counts: Dict[Hashable, Dict[str, float]] = {}
     counted = 0
     for image_batch in islice(images, num_images):
-        sums.update(count_flops(model, image_batch))
+        if path_key is None:
+            sums.update(count_flops(model, image_batch))
+        else:
+            key = path_key(image_batch)
+            if key not in counts:
+                counts[key] = count_flops(model, image_batch)
+            sums.update(counts[key])
         counted += 1
     if counted == 0:
         raise ValueError('the dataloader yielded no images')

@@ -10,6 +10,9 @@ from mmdet.testing import demo_mm_inputs
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from proscale.analysis import average_flops, flop_count
+from proscale.analysis.exit_flops import gated_path_key
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
 TINY_GATED = osp.join(
     REPO_ROOT,
@@ -27,11 +30,14 @@ def _build(**test_cfg):
     return model.eval()
 
 
-def _batch(model):
+def _raw_batch():
     np.random.seed(0)
-    packed = demo_mm_inputs(
+    return demo_mm_inputs(
         NUM_IMAGES, image_shapes=[(3, 64, 64)] * NUM_IMAGES, num_classes=8)
-    return model.data_preprocessor(copy.deepcopy(packed), False)
+
+
+def _batch(model):
+    return model.data_preprocessor(_raw_batch(), False)
 
 
 pytestmark = pytest.mark.usefixtures('single_thread')
@@ -217,6 +223,29 @@ def test_tensor_forward_takes_the_gated_path(gated):
             model.test_cfg['exit_layer'] = 'gate'
             model.set_exit(None)
     assert torch.equal(mask_preds[-1][0], fixed_masks[-1][0])
+
+
+def test_flop_average_counts_one_image_per_size_and_exit(
+        gated, monkeypatch):
+    model, _, exits = gated
+    traced = average_flops(model, [_raw_batch()], NUM_IMAGES)
+    counted = []
+    count_flops = flop_count.count_flops
+
+    def counting(*args):
+        counted.append(1)
+        return count_flops(*args)
+
+    monkeypatch.setattr(flop_count, 'count_flops', counting)
+    keyed = average_flops(model, [_raw_batch()], NUM_IMAGES,
+                          gated_path_key(model))
+    assert keyed == traced
+    assert len(counted) == len(set(exits.tolist())) == 3
+    model.test_cfg['exit_layer'] = 6
+    try:
+        assert gated_path_key(model) is None
+    finally:
+        model.test_cfg['exit_layer'] = 'gate'
 
 
 def test_untrained_gate_is_refused(gated):
