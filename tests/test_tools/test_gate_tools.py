@@ -6,38 +6,25 @@ train_gate, merge_gate and sweep_beta run in-process through their ``main``
 (each subprocess costs an import of torch and mmdet); tools/test.py runs as
 a real subprocess on the session's tiny parent.
 """
-import importlib.util
 import json
-import pickle
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pytest
 import torch
+from gate_tool_helpers import (EXITS, gated_test_predictions, load_tool,
+                               save_depth_sensitive_derived)
 
-from proscale.evaluation import ExitDataset, load_exit_dataset
-from proscale.evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
-                                              EXIT_DATASET_VERSION)
+from proscale.evaluation import load_exit_dataset
 from proscale.eco.exit_samples import load_exit_samples
 from proscale.eco.gate_training import train_gate
 from proscale.models.gates import (ExitGate, exit_utility, hard_exit_targets,
                                    load_gate, save_gate)
 from proscale.utils.checkpoint_checks import checkpoint_sha256
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 GATED_CONFIG = (
     'configs/eco_m2f/eco-m2f-gated_r18_1xb4-tiny_synthetic-panoptic.py')
-EXITS = (2, 3, 4, 5, 6)
-
-
-def _tool(name):
-    """Import ``tools/eco/<name>.py`` as a module."""
-    spec = importlib.util.spec_from_file_location(
-        f'eco_tool_{name}', REPO_ROOT / 'tools' / 'eco' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 pytestmark = pytest.mark.usefixtures('single_thread')
@@ -49,28 +36,11 @@ def derived(tmp_path_factory) -> str:
     encoder scale, 3 scales), whose images gain from depth in proportion to
     gate input channel 0."""
     rng = np.random.default_rng(0)
-    num = 200
-    gate_inputs = rng.normal(size=(num, 3 * 64)).astype(np.float32)
-    difficulty = 1 / (1 + np.exp(-3 * gate_inputs[:, 0]))
-    quality = 0.9 - 0.6 * difficulty[:, None] * np.exp(
-        -(np.array(EXITS) - 2) / 1.5)
-    pq = np.repeat(quality[:, :, None], 3, axis=2)
-    path = str(tmp_path_factory.mktemp('derived') / 'derived.npz')
-    ExitDataset(
-        image_ids=np.arange(num),
-        exits=EXITS,
-        pq=pq,
-        sq=pq,
-        rq=pq,
-        gate_inputs=gate_inputs,
-        layer1_gate_inputs=rng.normal(size=(num, 3 * 64)),
-        meta=dict(
-            format=EXIT_DATASET_FORMAT,
-            format_version=EXIT_DATASET_VERSION,
-            exits=list(EXITS),
-            gate_input_levels=3,
-            checkpoint=dict(path='parent.pth', sha256='0' * 64))).save(path)
-    return path
+    return save_depth_sensitive_derived(
+        str(tmp_path_factory.mktemp('derived') / 'derived.npz'),
+        rng.normal(size=(200, 3 * 64)).astype(np.float32),
+        gate_input_levels=3,
+        layer1_gate_inputs=rng.normal(size=(200, 3 * 64)))
 
 
 @pytest.fixture(scope='module')
@@ -89,7 +59,7 @@ def parent_derived(derived, tiny_eco_parent_checkpoint,
 
 def test_train_gate_with_beta(derived, tmp_path, capsys):
     gate_file = tmp_path / 'gate.pth'
-    figures = _tool('train_gate').main([
+    figures = load_tool('train_gate').main([
         derived, '--beta', '0.02', '--out',
         str(gate_file), '--iters', '150', '--exit-gflops', '10', '11', '12',
         '13', '14', '--json',
@@ -118,7 +88,7 @@ def test_train_gate_with_beta(derived, tmp_path, capsys):
 
 
 def test_train_gate_for_a_depth_budget(derived, tmp_path, capsys):
-    figures = _tool('train_gate').main([
+    figures = load_tool('train_gate').main([
         derived, '--target-depth', '4', '--out',
         str(tmp_path / 'gate.pth'), '--iters', '60', '--search-steps', '3',
         '--loss', 'soft_ce', '--hidden-channels', '8'
@@ -131,7 +101,7 @@ def test_train_gate_for_a_depth_budget(derived, tmp_path, capsys):
 
 def test_train_gate_after_the_first_encoder_layer(derived, tmp_path, capsys):
     gate_file = str(tmp_path / 'gate.pth')
-    _tool('train_gate').main([
+    load_tool('train_gate').main([
         derived, '--beta', '0.02', '--out', gate_file, '--iters', '30',
         '--gate-input-depth', '1'
     ])
@@ -154,7 +124,7 @@ def test_train_gate_after_the_first_encoder_layer(derived, tmp_path, capsys):
 
 
 def test_train_gate_chooses_beta_and_iterations(derived, tmp_path, capsys):
-    figures = _tool('train_gate').main([
+    figures = load_tool('train_gate').main([
         derived, '--target-depth', '4', '--out',
         str(tmp_path / 'gate.pth'), '--iters', '150', '2', '--search-steps',
         '2'
@@ -178,7 +148,7 @@ def test_train_gate_chooses_beta_and_iterations(derived, tmp_path, capsys):
 
 
 def test_train_gate_input_errors(derived, tmp_path, capsys):
-    train_gate = _tool('train_gate')
+    train_gate = load_tool('train_gate')
     with pytest.raises(SystemExit) as error:
         train_gate.main([
             derived, '--target-gflops', '12', '--out',
@@ -204,40 +174,26 @@ def test_merged_checkpoint_runs_in_test_py(tiny_eco_parent_checkpoint,
     _, parent = tiny_eco_parent_checkpoint
     gate_file = str(tmp_path / 'gate.pth')
     merged = str(tmp_path / 'merged.pth')
-    _tool('train_gate').main([
+    load_tool('train_gate').main([
         parent_derived, '--beta', '0.005', '--out', gate_file, '--iters',
         '100'
     ])
-    _tool('merge_gate').main(
+    load_tool('merge_gate').main(
         [parent, gate_file, '--out', merged, '--config', GATED_CONFIG])
     merged_state = torch.load(merged)['state_dict']
     assert bool(merged_state['gate.trained'])
     torch.testing.assert_close(merged_state['gate.head.weight'],
                                load_gate(gate_file)[0].head.weight)
 
-    results = tmp_path / 'results.pkl'
-    proc = run_tool(
-        'tools/test.py',
-        GATED_CONFIG,
-        merged,
-        '--out',
-        str(results),
-        '--work-dir',
-        str(tmp_path / 'work_dir'),
-        '--cfg-options',
-        *synthetic_cfg_options,
-        timeout=600)
-    assert 'coco_panoptic/PQ' in proc.stdout + proc.stderr
-    with open(results, 'rb') as f:
-        predictions = pickle.load(f)
-    assert predictions and all(p['exit_layer'] in EXITS for p in predictions)
+    gated_test_predictions(run_tool, GATED_CONFIG, merged, tmp_path,
+                           synthetic_cfg_options, 'coco_panoptic/PQ')
 
 
 def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options,
                     parent_derived, tmp_path, capsys):
     config, parent = tiny_eco_parent_checkpoint
     out_dir = tmp_path / 'sweep'
-    rows = _tool('sweep_beta').main([
+    rows = load_tool('sweep_beta').main([
         config, parent, parent_derived, '--betas', '1', '0', '--out-dir',
         str(out_dir), '--iters', '100', '--flops-images', '1',
         '--gate-input-levels', '1', '3', '--gate-input-depths', '0', '1',
@@ -293,7 +249,7 @@ def test_sweep_beta(tiny_eco_parent_checkpoint, synthetic_cfg_options,
 def _exit_code_and_error(tool: str, argv: list, capsys) -> tuple:
     """Run a tool's ``main`` that must fail; return its code and stderr."""
     with pytest.raises(SystemExit) as error:
-        _tool(tool).main(argv)
+        load_tool(tool).main(argv)
     return error.value.code, capsys.readouterr().err
 
 
@@ -301,7 +257,7 @@ def test_merge_gate_refuses_a_gate_of_another_parent(
         tiny_eco_parent_checkpoint, derived, tmp_path, capsys):
     _, parent = tiny_eco_parent_checkpoint
     gate_file, merged = str(tmp_path / 'gate.pth'), tmp_path / 'merged.pth'
-    _tool('train_gate').main(
+    load_tool('train_gate').main(
         [derived, '--beta', '0.005', '--out', gate_file, '--iters', '20'])
     argv = [parent, gate_file, '--out', str(merged)]
     code, err = _exit_code_and_error('merge_gate', argv, capsys)
@@ -311,7 +267,7 @@ def test_merge_gate_refuses_a_gate_of_another_parent(
             ) in err and '--force' in err
     assert not merged.exists()
     with mock.patch('proscale.eco.provenance.print_log') as print_log:
-        _tool('merge_gate').main(argv + ['--force'])
+        load_tool('merge_gate').main(argv + ['--force'])
     assert merged.is_file()
     assert 'used anyway (--force)' in print_log.call_args.args[0]
 

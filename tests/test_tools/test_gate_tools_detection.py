@@ -2,29 +2,16 @@
 """ECO-M2F step C for detection: train_gate.py on the box AP of a tiny
 EcoDINO's derived set, merge_gate.py into the parent, the merged gated
 checkpoint in tools/test.py, and sweep_beta.py with box AP."""
-import importlib.util
 import json
-import pickle
-from pathlib import Path
 
 import pytest
 import torch
+from gate_tool_helpers import EXITS, gated_test_predictions, load_tool
 
 from proscale.models.gates import load_gate
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 GATED_CONFIG = ('configs/proscale_detr/eco-dino-gated_r18_1xb4-tiny_'
                 'synthetic-detection.py')
-EXITS = (2, 3, 4, 5, 6)
-
-
-def _tool(name, folder='eco'):
-    """Import ``tools/<folder>/<name>.py`` as a module."""
-    spec = importlib.util.spec_from_file_location(
-        f'{folder}_tool_{name}', REPO_ROOT / 'tools' / folder / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 pytestmark = pytest.mark.usefixtures('single_thread')
@@ -37,7 +24,7 @@ def test_train_merge_and_test_gated_dino(tiny_eco_dino_checkpoint,
     _, parent = tiny_eco_dino_checkpoint
     gate_file = str(tmp_path / 'gate.pth')
     merged = str(tmp_path / 'merged.pth')
-    figures = _tool('train_gate').main([
+    figures = load_tool('train_gate').main([
         tiny_eco_dino_derived, '--beta', '0.005', '--metric', 'ap50',
         '--out', gate_file, '--iters', '50'
     ])
@@ -46,29 +33,15 @@ def test_train_merge_and_test_gated_dino(tiny_eco_dino_checkpoint,
     assert (meta['metric'], meta['group']) == ('ap50', 'All')
     assert (gate.exits, gate.in_channels, gate.input_levels) == (EXITS, 256,
                                                                  1)
-    _tool('merge_gate').main(
+    load_tool('merge_gate').main(
         [parent, gate_file, '--out', merged, '--config', GATED_CONFIG])
     assert bool(torch.load(merged)['state_dict']['gate.trained'])
 
-    results = tmp_path / 'results.pkl'
-    proc = run_tool(
-        'tools/test.py',
-        GATED_CONFIG,
-        merged,
-        '--out',
-        str(results),
-        '--work-dir',
-        str(tmp_path / 'work_dir'),
-        '--cfg-options',
-        *synthetic_detection_cfg_options,
-        timeout=600)
-    assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
-    with open(results, 'rb') as f:
-        predictions = pickle.load(f)
-    assert predictions and all(p['exit_layer'] in EXITS for p in predictions)
+    gated_test_predictions(run_tool, GATED_CONFIG, merged, tmp_path,
+                           synthetic_detection_cfg_options, 'coco/bbox_mAP')
 
     # GFLOPs of the gated model: each image at its exit, plus the gate head
-    get_flops = _tool('get_flops', 'analysis').main
+    get_flops = load_tool('get_flops', 'analysis').main
     gated = get_flops([
         GATED_CONFIG, '--checkpoint', merged, '--num-images', '2',
         '--cfg-options', *synthetic_detection_cfg_options
@@ -92,7 +65,7 @@ def test_train_gate_metric_follows_the_file(tiny_eco_dino_derived, tmp_path,
         (['--gate-input-levels', '5'], 'the file holds 4'),
     ):
         with pytest.raises(SystemExit) as error:
-            _tool('train_gate').main([
+            load_tool('train_gate').main([
                 tiny_eco_dino_derived, '--beta', '0', '--out',
                 str(tmp_path / 'gate.pth'), *argv
             ])
@@ -100,7 +73,7 @@ def test_train_gate_metric_follows_the_file(tiny_eco_dino_derived, tmp_path,
         assert message in capsys.readouterr().err
     assert not (tmp_path / 'gate.pth').exists()
     # four scales: 1/64, 1/32, 1/16 and 1/8
-    _tool('train_gate').main([
+    load_tool('train_gate').main([
         tiny_eco_dino_derived, '--beta', '0', '--out',
         str(tmp_path / 'gate.pth'), '--gate-input-levels', '4', '--iters',
         '10'
@@ -114,7 +87,7 @@ def test_sweep_beta_with_box_ap(tiny_eco_dino_checkpoint,
                                 capsys):
     config, parent = tiny_eco_dino_checkpoint
     out_dir = tmp_path / 'sweep'
-    rows = _tool('sweep_beta').main([
+    rows = load_tool('sweep_beta').main([
         config, parent, tiny_eco_dino_derived, '--betas', '1', '0',
         '--out-dir',
         str(out_dir), '--iters', '100', '--flops-images', '1',

@@ -6,7 +6,6 @@ checkpoint evaluates on a derived file.
 tools/train.py and tools/test.py run as real subprocesses; train_gate.py
 runs in-process through its ``main``.
 """
-import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -14,17 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gate_tool_helpers import load_tool, save_depth_sensitive_derived
 
 from proscale.eco.exit_samples import load_exit_samples, split_samples
 from proscale.eco.gate_training import evaluate_gate
-from proscale.evaluation import ExitDataset
-from proscale.evaluation.exit_dataset import (EXIT_DATASET_FORMAT,
-                                              EXIT_DATASET_VERSION)
 from proscale.models.gates import load_gate
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = 'configs/eco_m2f/eco-m2f-gate_r18_1xb4-tiny_synthetic-panoptic.py'
-EXITS = (2, 3, 4, 5, 6)
 ITERS = 60
 
 pytestmark = pytest.mark.usefixtures('single_thread')
@@ -34,27 +29,10 @@ pytestmark = pytest.mark.usefixtures('single_thread')
 def derived(tmp_path_factory) -> str:
     """A derived exit dataset of 150 images of the tiny parent (64-d gate
     inputs) whose images gain from depth with gate input channel 0."""
-    rng = np.random.default_rng(1)
-    num = 150
-    gate_inputs = rng.normal(size=(num, 64)).astype(np.float32) * 2 + 1
-    difficulty = 1 / (1 + np.exp(-3 * gate_inputs[:, 0]))
-    quality = 0.9 - 0.6 * difficulty[:, None] * np.exp(
-        -(np.array(EXITS) - 2) / 1.5)
-    pq = np.repeat(quality[:, :, None], 3, axis=2)
-    path = str(tmp_path_factory.mktemp('derived') / 'derived.npz')
-    ExitDataset(
-        image_ids=np.arange(num),
-        exits=EXITS,
-        pq=pq,
-        sq=pq,
-        rq=pq,
-        gate_inputs=gate_inputs,
-        meta=dict(
-            format=EXIT_DATASET_FORMAT,
-            format_version=EXIT_DATASET_VERSION,
-            exits=list(EXITS),
-            checkpoint=dict(path='parent.pth', sha256='0' * 64))).save(path)
-    return path
+    gate_inputs = np.random.default_rng(1).normal(size=(150, 64))
+    return save_depth_sensitive_derived(
+        str(tmp_path_factory.mktemp('derived') / 'derived.npz'),
+        gate_inputs.astype(np.float32) * 2 + 1)
 
 
 def _cfg_options(derived: str) -> list:
@@ -92,12 +70,8 @@ def _assert_same(a: dict, b: dict) -> None:
 
 
 def test_train_py_gate_equals_train_gate_py(derived, trained, tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        'eco_tool_train_gate', REPO_ROOT / 'tools/eco/train_gate.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     out = tmp_path / 'gate.pth'
-    tool.main([
+    load_tool('train_gate').main([
         derived, '--beta', '0.02', '--loss', 'soft_ce', '--iters',
         str(ITERS), '--batch-size', '32', '--no-refit', '--out',
         str(out)
