@@ -16,8 +16,8 @@ import sys
 from typing import Dict, List, Sequence
 
 # Run in each tree's process: train GATES gates of ITERS steps (seeds 0..),
-# after one untimed short gate, and print the seconds per gate.
-_TIMING_SCRIPT = '''
+# after one untimed short gate; its last stdout line is the seconds per gate.
+_TIMING_SCRIPT = r'''
 import sys, time
 from proscale.eco.exit_samples import load_exit_samples
 from proscale.eco.gate_training import train_gate
@@ -28,7 +28,7 @@ train_gate(samples, beta, iters=10)
 start = time.perf_counter()
 for seed in range(gates):
     train_gate(samples, beta, iters=iters, seed=seed)
-print((time.perf_counter() - start) / gates)
+sys.stdout.write(f'{(time.perf_counter() - start) / gates}\n')
 '''
 
 
