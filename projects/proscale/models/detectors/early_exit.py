@@ -29,8 +29,11 @@ class EarlyExitMixin(metaclass=ABCMeta):
       the detector's); afterwards :attr:`exit_losses` maps each exit that
       ran to its unweighted total loss (detached);
     - :meth:`predict_exits`: several exits of one backbone and encoder pass;
-    - :meth:`_at_test_exit`: runs an inference path at
-      ``test_cfg.exit_layer``.
+    - :meth:`predict` and :meth:`_forward` (``mode='tensor'``, the forward
+      the FLOP counter traces) at ``test_cfg.exit_layer``: an exit fixed
+      for the whole batch, the current exit (None), or each image's gated
+      exit (``'gate'``, :meth:`predict_gated` / :meth:`forward_gated` of
+      ``GatedInferenceMixin``).
 
     The detector names the per-image quality its exits are scored by
     (:attr:`exit_quality_task`, a key of ``proscale.evaluation.
@@ -204,6 +207,63 @@ class EarlyExitMixin(metaclass=ABCMeta):
         feats = self.extract_feat(batch_inputs)
         return self.predict_exits_by_feat(feats, batch_data_samples, exits,
                                           rescale)
+
+    @abstractmethod
+    def predict_gated(self,
+                      batch_inputs: Tensor,
+                      batch_data_samples: SampleList,
+                      rescale: bool = True) -> SampleList:
+        """Predict every image at the exit its gate picks."""
+
+    @abstractmethod
+    def forward_gated(
+        self,
+        batch_inputs: Tensor,
+        batch_data_samples: Optional[SampleList] = None
+    ) -> Tuple[List[Tensor]]:
+        """The network forward of every image at the exit its gate picks."""
+
+    def predict(self,
+                batch_inputs: Tensor,
+                batch_data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        """Predict at ``test_cfg.exit_layer`` (or at the current exit, or
+        at each image's gated exit with ``test_cfg.exit_layer='gate'``).
+
+        Args:
+            batch_inputs (Tensor): Input images of shape (B, C, H, W).
+            batch_data_samples (list[:obj:`DetDataSample`]): The batch data
+                samples.
+            rescale (bool): Whether to rescale the results to the original
+                image size. Defaults to True.
+
+        Returns:
+            list[:obj:`DetDataSample`]: ``batch_data_samples`` with the
+            predictions of the base detector's ``predict``.
+        """
+        return self._at_test_exit(super().predict, self.predict_gated,
+                                  batch_inputs, batch_data_samples, rescale)
+
+    def _forward(
+        self,
+        batch_inputs: Tensor,
+        batch_data_samples: Optional[SampleList] = None
+    ) -> Tuple[List[Tensor]]:
+        """Network forward without post-processing (``mode='tensor'``, the
+        forward the FLOP counter traces), at ``test_cfg.exit_layer`` like
+        :meth:`predict`.
+
+        Args:
+            batch_inputs (Tensor): Input images of shape (B, C, H, W).
+            batch_data_samples (list[:obj:`DetDataSample`], optional): The
+                batch data samples.
+
+        Returns:
+            tuple[list[Tensor]]: The head outputs of the base detector's
+            ``_forward``.
+        """
+        return self._at_test_exit(super()._forward, self.forward_gated,
+                                  batch_inputs, batch_data_samples)
 
     def _at_test_exit(self, fixed: Callable[..., _T],
                       gated: Callable[..., _T], *args: Any) -> _T:

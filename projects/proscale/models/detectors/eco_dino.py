@@ -232,46 +232,6 @@ class EcoDINO(GatedInferenceMixin, EarlyExitMixin, ProScaleDINO):
             yield exit_layer, self.bbox_head.loss(
                 **head_inputs, batch_data_samples=batch_data_samples)
 
-    def predict(self,
-                batch_inputs: Tensor,
-                batch_data_samples: SampleList,
-                rescale: bool = True) -> SampleList:
-        """Predict at ``test_cfg.exit_layer`` (or at the current exit, or at
-        each image's gated exit with ``test_cfg.exit_layer='gate'``).
-
-        Args:
-            batch_inputs (Tensor): Input images of shape (bs, C, H, W).
-            batch_data_samples (list[:obj:`DetDataSample`]): The batch data
-                samples.
-            rescale (bool): Whether to rescale the results. Defaults to
-                True.
-
-        Returns:
-            list[:obj:`DetDataSample`]: ``batch_data_samples`` with
-            ``pred_instances``, as mmdet's ``DINO.predict``.
-        """
-        return self._at_test_exit(super().predict, self.predict_gated,
-                                  batch_inputs, batch_data_samples, rescale)
-
-    def _forward(self,
-                 batch_inputs: Tensor,
-                 batch_data_samples: Optional[SampleList] = None
-                 ) -> Tuple[List[Tensor]]:
-        """Network forward without post-processing (``mode='tensor'``, the
-        forward the FLOP counter traces), at ``test_cfg.exit_layer`` like
-        :meth:`predict`.
-
-        Args:
-            batch_inputs (Tensor): Input images of shape (bs, C, H, W).
-            batch_data_samples (list[:obj:`DetDataSample`], optional): The
-                batch data samples.
-
-        Returns:
-            tuple[list[Tensor]]: The outputs of ``bbox_head.forward``.
-        """
-        return self._at_test_exit(super()._forward, self.forward_gated,
-                                  batch_inputs, batch_data_samples)
-
     def predict_exits_by_feat(self,
                               feats: Tuple[Tensor],
                               batch_data_samples: SampleList,

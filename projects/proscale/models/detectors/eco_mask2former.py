@@ -172,50 +172,6 @@ class EcoMask2Former(GatedInferenceMixin, EarlyExitMixin, Mask2Former):
                 PixelDecoderOutput(mask_feature, multi_scale_features),
                 batch_data_samples)
 
-    def predict(self,
-                batch_inputs: Tensor,
-                batch_data_samples: SampleList,
-                rescale: bool = True) -> SampleList:
-        """Predict at ``test_cfg.exit_layer`` (or at the current exit, or
-        at each image's gated exit with ``test_cfg.exit_layer='gate'``).
-
-        Args:
-            batch_inputs (Tensor): Input images of shape (B, C, H, W).
-            batch_data_samples (list[:obj:`DetDataSample`]): The batch data
-                samples.
-            rescale (bool): Whether to rescale the results to the original
-                image size. Defaults to True.
-
-        Returns:
-            list[:obj:`DetDataSample`]: ``batch_data_samples`` with
-            ``pred_panoptic_seg`` (and ``pred_instances`` when
-            ``test_cfg.instance_on``) added, as in :class:`Mask2Former`.
-        """
-        return self._at_test_exit(super().predict, self.predict_gated,
-                                  batch_inputs, batch_data_samples, rescale)
-
-    def _forward(
-        self,
-        batch_inputs: Tensor,
-        batch_data_samples: Optional[SampleList] = None
-    ) -> Tuple[List[Tensor]]:
-        """Network forward without post-processing (``mode='tensor'``, the
-        forward the FLOP counter traces), at ``test_cfg.exit_layer`` like
-        :meth:`predict`.
-
-        Args:
-            batch_inputs (Tensor): Input images of shape (B, C, H, W).
-            batch_data_samples (list[:obj:`DetDataSample`], optional): The
-                batch data samples.
-
-        Returns:
-            tuple[list[Tensor]]: Classification logits, each of shape
-            (B, num_queries, cls_out_channels), and mask logits, each of
-            shape (B, num_queries, H/4, W/4), of every decoder layer.
-        """
-        return self._at_test_exit(super()._forward, self.forward_gated,
-                                  batch_inputs, batch_data_samples)
-
     @property
     def gate_input_levels(self) -> int:
         """int: The pixel decoder's encoder scales (1/32, 1/16, 1/8)."""
